@@ -1,0 +1,3 @@
+from clipf.cli import main
+
+raise SystemExit(main())
