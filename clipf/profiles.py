@@ -1,0 +1,278 @@
+"""Study profiles: data in ``params.yaml``, resolved here into the concrete configuration DVC reads.
+
+``params.yaml`` holds ``defaults:`` and ``profiles:`` (one entry per profile: smoke, demo, study, cc3m,
+cc12m, laion400m), each a partial copy of the stage sections (``data``, ``freq``, ``launch``,
+``pretrain``, ``finetune``, ``eval``, ``report``) plus a ``grid:`` spec. ``profile:`` selects one.
+
+DVC's ``foreach`` must be static, so :func:`plan` writes the selected profile, resolved (defaults
+deep-merged with the profile, grid expanded into named cells), into *live* top-level sections of
+``params.yaml``; ``dvc.yaml`` reads only those. ``plan:`` records which profile (and a fingerprint of
+it) the live sections came from, so :func:`check` can refuse a stale plan (e.g. after
+``dvc exp run -S profile=smoke``) instead of silently running the old grid. Live sections may be
+edited for one-off experiments (``dvc exp run -S pretrain.epochs=5``); grid changes go through the
+profile and ``clipf study``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+SECTIONS = ("data", "freq", "launch", "pretrain", "finetune", "eval", "report")
+LIVE_KEYS = ("plan", *SECTIONS, "cells")
+MASKER_NAMES = ("truncate", "block", "random", "shuffle", "syntax", "frequency")
+BASELINES = ("clip", "flip")
+GRID_KEYS = {
+    "maskers": [],
+    "text_tokens": [],
+    "image_mask": 0.75,
+    "seeds": [0],
+    "baselines": [],
+    "full_text_tokens": 32,
+    "thresholds": [],
+    "sweep_text_tokens": 8,
+    "extra": [],
+}
+DATA_SOURCES = ("embedded", "shards")
+
+
+class ProfileError(ValueError):
+    """A profile, grid value or live plan that cannot be used; the message names it."""
+
+
+def load(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ProfileError(f"{path}: no such params file")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def deep_merge(base: Mapping, over: Mapping) -> dict:
+    """``base`` updated by ``over``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _num(x: float) -> str:
+    """A threshold as a name fragment without dots: 0.0001 -> 1e-4, 0.00025 -> 2p5e-4."""
+    mantissa, exp = f"{x:.6e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exp)}".replace(".", "p")
+
+
+def cell_name(
+    masker: str, text_tokens: int, image_mask: float, seed: int, threshold: float | None = None
+) -> str:
+    """``frequency-k8-m75-t1e-3-s0``: a run directory name that spells out the cell."""
+    parts = [masker, f"k{int(text_tokens)}", "m" + f"{round(float(image_mask) * 100, 4):g}".replace(".", "p")]
+    if threshold is not None:
+        parts.append(f"t{_num(float(threshold))}")
+    parts.append(f"s{int(seed)}")
+    return "-".join(parts)
+
+
+def make_cell(masker: str, text_tokens: int, image_mask: float, seed: int, threshold: float | None) -> dict:
+    threshold = float(threshold) if masker == "frequency" and threshold is not None else None
+    return {
+        "masker": masker,
+        "text_tokens": int(text_tokens),
+        "image_mask": float(image_mask),
+        "seed": int(seed),
+        "threshold": threshold,
+    }
+
+
+def _check_cell(where: str, cell: Mapping) -> None:
+    masker, k, r = cell.get("masker"), cell.get("text_tokens"), cell.get("image_mask")
+    if masker not in MASKER_NAMES:
+        raise ProfileError(f"{where}: unknown masker {masker!r} (known: {', '.join(MASKER_NAMES)})")
+    if not isinstance(k, int) or isinstance(k, bool) or not 3 <= k <= 77:
+        raise ProfileError(f"{where}: text_tokens must be an integer in [3, 77], got {k!r}")
+    if not isinstance(r, int | float) or not 0.0 <= float(r) < 1.0:
+        raise ProfileError(f"{where}: image_mask must be a ratio in [0, 1), got {r!r}")
+    if not isinstance(cell.get("seed"), int):
+        raise ProfileError(f"{where}: seed must be an integer, got {cell.get('seed')!r}")
+    t = cell.get("threshold")
+    if t is not None and (not isinstance(t, int | float) or not t > 0):
+        raise ProfileError(f"{where}: threshold must be a positive number, got {t!r}")
+    if masker == "frequency" and t is None:
+        raise ProfileError(f"{where}: a frequency cell needs a threshold")
+
+
+def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[str, dict]:
+    """The named cells of a grid spec (see ``GRID_KEYS``), in a stable order, duplicates merged.
+
+    ``maskers x text_tokens x seeds`` at ``image_mask``; ``baselines`` ``clip`` (truncate,
+    ``full_text_tokens``, no image masking) and ``flip`` (the same text, ``image_mask``); a
+    frequency-threshold sweep ``thresholds`` at ``sweep_text_tokens``; ``extra`` explicit cells
+    (``{masker, text_tokens, image_mask}``, any seed-less cell is repeated over ``seeds``).
+    """
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(GRID_KEYS)})")
+    g = {**GRID_KEYS, **grid}
+    for key in ("maskers", "text_tokens", "seeds", "baselines", "thresholds", "extra"):
+        if not isinstance(g[key], list):
+            raise ProfileError(f"{where}.{key}: expected a list, got {g[key]!r}")
+    bad = [b for b in g["baselines"] if b not in BASELINES]
+    if bad:
+        raise ProfileError(f"{where}.baselines: unknown baseline {bad[0]!r} (known: {', '.join(BASELINES)})")
+    for t in g["thresholds"]:
+        if not isinstance(t, int | float) or not t > 0:
+            raise ProfileError(f"{where}.thresholds: threshold must be a positive number, got {t!r}")
+
+    specs: list[tuple[str, int, float, float | None]] = []
+    for masker in g["maskers"]:
+        for k in g["text_tokens"]:
+            specs.append((masker, k, g["image_mask"], threshold))
+    for baseline in g["baselines"]:
+        specs.append(
+            ("truncate", g["full_text_tokens"], 0.0 if baseline == "clip" else g["image_mask"], None)
+        )
+    for t in g["thresholds"]:
+        specs.append(("frequency", g["sweep_text_tokens"], g["image_mask"], t))
+    extra_cells = []
+    for i, ex in enumerate(g["extra"]):
+        if not isinstance(ex, Mapping) or not {"masker", "text_tokens"} <= set(ex):
+            raise ProfileError(
+                f"{where}.extra[{i}]: expected {{masker, text_tokens[, image_mask, seed, threshold]}}"
+            )
+        extra_cells.append(ex)
+
+    cells: dict[str, dict] = {}
+
+    def add(cell: dict, origin: str) -> None:
+        _check_cell(origin, cell)
+        cells.setdefault(cell_name(**cell), cell)
+
+    for seed in g["seeds"]:
+        for masker, k, r, t in specs:
+            add(make_cell(masker, k, r, seed, t), f"{where} cell ({masker}, K={k}, mask={r}, seed={seed})")
+        for i, ex in enumerate(extra_cells):
+            if "seed" in ex and ex["seed"] != seed:
+                continue
+            cell = make_cell(
+                ex["masker"],
+                ex["text_tokens"],
+                ex.get("image_mask", g["image_mask"]),
+                seed,
+                ex.get("threshold", threshold),
+            )
+            add(cell, f"{where}.extra[{i}]")
+    if not cells:
+        raise ProfileError(f"{where}: the grid has no cells")
+    return cells
+
+
+def profile_names(params: Mapping) -> list[str]:
+    return list((params.get("profiles") or {}).keys())
+
+
+def resolve(params: Mapping, name: str | None = None) -> dict:
+    """The live configuration of profile ``name`` (default: ``params['profile']``)."""
+    name = name or params.get("profile")
+    profiles = params.get("profiles") or {}
+    if name not in profiles:
+        known = ", ".join(profiles) or "none defined"
+        raise ProfileError(f"unknown profile {name!r} (params.yaml profiles: {known})")
+    merged = deep_merge(params.get("defaults") or {}, profiles[name] or {})
+    unknown = sorted(set(merged) - set(SECTIONS) - {"grid", "description"})
+    if unknown:
+        raise ProfileError(
+            f"profile {name!r}: unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)}, grid)"
+        )
+    data = merged.get("data") or {}
+    if data.get("source", "embedded") not in DATA_SOURCES:
+        raise ProfileError(
+            f"profile {name!r}: data.source must be one of {DATA_SOURCES}, got {data.get('source')!r}"
+        )
+    if data.get("source") == "shards" and not data.get("train_data"):
+        raise ProfileError(f"profile {name!r}: data.source is 'shards' but data.train_data is not set")
+    threshold = (merged.get("freq") or {}).get("threshold")
+    if not isinstance(threshold, int | float) or not threshold > 0:
+        raise ProfileError(f"profile {name!r}: freq.threshold must be a positive number, got {threshold!r}")
+    live = {key: merged.get(key) or {} for key in SECTIONS}
+    live["cells"] = expand_grid(merged.get("grid") or {}, threshold, where=f"profile {name!r} grid")
+    live["plan"] = {"profile": name, "fingerprint": fingerprint(live)}
+    return {key: live[key] for key in LIVE_KEYS}
+
+
+def fingerprint(live: Mapping) -> str:
+    body = {k: v for k, v in live.items() if k != "plan"}
+    return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+LIVE_MARKER = "# ---- live configuration"
+LIVE_HEADER = (
+    f"{LIVE_MARKER}: written by `clipf study plan` from profiles.<profile>; dvc.yaml reads only these.\n"
+    "# Edit the profile, not below (one-off overrides such as `dvc exp run -S pretrain.epochs=5` are fine).\n"
+)
+
+
+def plan(path: str | Path = "params.yaml", profile: str | None = None) -> dict:
+    """Select ``profile`` (default: the current one) and write its live sections into ``path``.
+
+    Everything above the live marker (comments, ``world:``, ``defaults:``, ``profiles:``) is kept
+    byte for byte except the ``profile:`` line; the live sections below it are rewritten.
+    """
+    path = Path(path)
+    live = resolve(load(path), profile)
+    head = path.read_text().split(LIVE_MARKER)[0].rstrip("\n")
+    head, n = re.subn(r"^profile:[^#\n]*", f"profile: {live['plan']['profile']} ", head, count=1, flags=re.M)
+    if not n:
+        head = f"profile: {live['plan']['profile']}\n{head}"
+    head = re.sub(r"^profile: (\S+) $", r"profile: \1", head, flags=re.M)
+    for key in LIVE_KEYS:
+        if re.search(rf"^{key}:", head, flags=re.M):
+            raise ProfileError(
+                f"{path}: top-level {key!r} above the live marker; it belongs to the live sections"
+            )
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(f"{head}\n\n{LIVE_HEADER}{dump_live(live)}")
+    tmp.replace(path)
+    return live
+
+
+def dump_live(live: Mapping) -> str:
+    """The live sections as YAML: stage sections in block style, one flow-style line per cell."""
+    body = {k: v for k, v in live.items() if k != "cells"}
+    text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=4096)
+    cells = "".join(
+        f"  {name}: {yaml.safe_dump(dict(cell), default_flow_style=True, sort_keys=False, width=4096).strip()}\n"
+        for name, cell in live["cells"].items()
+    )
+    return f"{text}cells:\n{cells}"
+
+
+def check(params: Mapping) -> dict:
+    """Raise :class:`ProfileError` unless the live sections are a current plan of ``profile``."""
+    name = params.get("profile")
+    planned = params.get("plan") or {}
+    fix = f"run `clipf study plan --profile {name}` (or `clipf study --profile {name}`)"
+    if not planned:
+        raise ProfileError(f"params.yaml has no live plan; {fix}")
+    if planned.get("profile") != name:
+        raise ProfileError(
+            f"params.yaml: profile is {name!r} but the live sections were planned for {planned.get('profile')!r}; {fix}"
+        )
+    if planned.get("fingerprint") != resolve(params, name)["plan"]["fingerprint"]:
+        raise ProfileError(f"params.yaml: profiles.{name} (or defaults) changed since it was planned; {fix}")
+    cells = params.get("cells") or {}
+    if not cells:
+        raise ProfileError(f"params.yaml: no cells; {fix}")
+    for key, cell in cells.items():
+        _check_cell(f"cells.{key}", cell)
+        if key != cell_name(**cell):
+            raise ProfileError(f"cells.{key}: its values name a different cell ({cell_name(**cell)}); {fix}")
+    return planned

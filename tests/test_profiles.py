@@ -1,0 +1,145 @@
+"""Profiles in params.yaml: resolution into a grid of named cells, the live plan, and its checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clipf import profiles as P
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER_TOKENS = {4, 6, 8, 16}
+
+
+@pytest.fixture
+def params_file(tmp_path: Path) -> Path:
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    return path
+
+
+def test_cell_names_spell_out_the_cell():
+    assert P.cell_name("frequency", 8, 0.75, 0, 1e-4) == "frequency-k8-m75-t1e-4-s0"
+    assert P.cell_name("block", 16, 0.5, 2) == "block-k16-m50-s2"
+    assert P.cell_name("frequency", 8, 0.125, 1, 2.5e-4) == "frequency-k8-m12p5-t2p5e-4-s1"
+    assert "." not in P.cell_name("random", 4, 0.333, 0)
+
+
+def test_every_profile_resolves():
+    params = P.load(REPO / "params.yaml")
+    names = P.profile_names(params)
+    assert {"smoke", "demo", "study", "cc3m", "cc12m", "laion400m"} <= set(names)
+    for name in names:
+        live = P.resolve(params, name)
+        assert set(live) == set(P.LIVE_KEYS)
+        assert live["plan"]["profile"] == name
+        for key, cell in live["cells"].items():
+            assert key == P.cell_name(**cell)
+
+
+def test_study_profile_is_the_full_grid():
+    live = P.resolve(P.load(REPO / "params.yaml"), "study")
+    cells = list(live["cells"].values())
+    seeds = {c["seed"] for c in cells}
+    assert len(seeds) >= 3
+    for masker in P.MASKER_NAMES:
+        if masker == "shuffle":
+            continue
+        assert {
+            c["text_tokens"] for c in cells if c["masker"] == masker and c["image_mask"] > 0
+        } >= PAPER_TOKENS
+    assert any(c["text_tokens"] >= 32 and c["image_mask"] == 0 for c in cells)  # CLIP
+    assert any(c["text_tokens"] >= 32 and c["image_mask"] > 0 for c in cells)  # FLIP
+    sweep = {c["threshold"] for c in cells if c["masker"] == "frequency" and c["text_tokens"] == 8}
+    assert len(sweep) >= 3
+    for seed in seeds:  # every cell in every seed
+        assert sum(c["seed"] == seed for c in cells) == len(cells) // len(seeds)
+
+
+def test_smoke_is_tiny_and_paper_recipes_use_shards():
+    params = P.load(REPO / "params.yaml")
+    smoke = P.resolve(params, "smoke")
+    assert 1 <= len(smoke["cells"]) <= 2 and smoke["pretrain"]["epochs"] == 1
+    cc12m = P.resolve(params, "cc12m")
+    assert cc12m["data"]["source"] == "shards" and cc12m["pretrain"]["model"] == "ViT-B-16"
+    assert cc12m["pretrain"]["batch_size"] == 896 and cc12m["pretrain"]["epochs"] == 30
+    assert cc12m["finetune"]["lr"] == 1e-5 and cc12m["launch"]["nproc_per_node"] == 4
+    laion = P.resolve(params, "laion400m")
+    assert [(c["text_tokens"], c["image_mask"]) for c in laion["cells"].values()] == [(16, 0.5)]
+
+
+def test_thresholds_only_name_frequency_cells():
+    cells = P.expand_grid({"maskers": ["block", "frequency"], "text_tokens": [8], "thresholds": [1e-3]}, 1e-3)
+    assert cells == {
+        "block-k8-m75-s0": {
+            "masker": "block",
+            "text_tokens": 8,
+            "image_mask": 0.75,
+            "seed": 0,
+            "threshold": None,
+        },
+        "frequency-k8-m75-t1e-3-s0": {
+            "masker": "frequency",
+            "text_tokens": 8,
+            "image_mask": 0.75,
+            "seed": 0,
+            "threshold": 1e-3,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"maskers": ["freq"], "text_tokens": [8]}, "unknown masker 'freq'"),
+        ({"maskers": ["block"], "text_tokens": [2]}, "text_tokens"),
+        ({"maskers": ["block"], "text_tokens": [8], "image_mask": 1.0}, "image_mask"),
+        ({"maskers": ["block"], "text_tokens": [8], "baselines": ["clipa"]}, "unknown baseline 'clipa'"),
+        ({"maskers": ["block"], "text_tokens": [8], "thresholds": [-1]}, "thresholds"),
+        ({"maskers": ["block"], "text_token": [8]}, "unknown key(s) text_token"),
+        ({"maskers": [], "text_tokens": [8]}, "no cells"),
+    ],
+)
+def test_bad_grid_values_are_named(grid, message):
+    with pytest.raises(P.ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        P.expand_grid(grid, 1e-3)
+
+
+def test_unknown_profile_is_named():
+    with pytest.raises(P.ProfileError, match="unknown profile 'nope'.*smoke"):
+        P.resolve(P.load(REPO / "params.yaml"), "nope")
+
+
+def test_plan_writes_live_sections_and_keeps_the_rest(params_file: Path):
+    before = params_file.read_text()
+    P.plan(params_file, "smoke")
+    after = params_file.read_text()
+    params = yaml.safe_load(after)
+    assert params["profile"] == "smoke" and params["plan"]["profile"] == "smoke"
+    assert params["world"] == yaml.safe_load(before)["world"]
+    assert params["profiles"] == yaml.safe_load(before)["profiles"]
+    assert P.check(params)["profile"] == "smoke"
+    P.plan(params_file, "demo")
+    P.plan(params_file, "demo")
+    again = params_file.read_text()
+    assert again.count(P.LIVE_MARKER) == 1
+    assert len(yaml.safe_load(again)["cells"]) == len(P.resolve(params, "demo")["cells"])
+
+
+def test_check_refuses_a_stale_plan(params_file: Path):
+    P.plan(params_file, "smoke")
+    params = P.load(params_file)
+    params["pretrain"]["epochs"] = 7  # a one-off override of a live section is fine
+    P.check(params)
+    with pytest.raises(P.ProfileError, match="planned for 'smoke'"):
+        P.check({**params, "profile": "demo"})
+    changed = P.deep_merge(params, {"profiles": {"smoke": {"grid": {"text_tokens": [4]}}}})
+    with pytest.raises(P.ProfileError, match="changed since it was planned"):
+        P.check(changed)
+    cell = next(iter(params["cells"]))
+    renamed = P.deep_merge(params, {"cells": {cell: {"text_tokens": 5}}})
+    with pytest.raises(P.ProfileError, match="name a different cell"):
+        P.check(renamed)
