@@ -1,0 +1,312 @@
+"""Report builders on a synthetic tidy table: mean ± std over seeds, the paper's numbers beside, keep rates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clipf import report as R
+
+DATASET = "world_objects"
+
+
+def tidy_rows(cells: list[tuple[str, int, float, str]], values: dict) -> pd.DataFrame:
+    """Rows as `clipf eval collect` writes them; values[(run_prefix, checkpoint)] = per-seed accuracies (0-1)."""
+    rows = []
+    for masker, k, r, prefix in cells:
+        for ckpt in R.CHECKPOINTS:
+            for seed, v in enumerate(values.get((prefix, ckpt), [])):
+                run = f"{prefix}-s{seed}"
+                common = dict(
+                    run=run, masker=masker, text_tokens=k, image_mask=r, seed=seed, epochs=2, checkpoint=ckpt
+                )
+                rows.append(
+                    {
+                        **common,
+                        "dataset": DATASET,
+                        "task": "zeroshot_classification",
+                        "metric": "acc1",
+                        "value": v,
+                    }
+                )
+                rows.append(
+                    {
+                        **common,
+                        "dataset": DATASET,
+                        "task": "zeroshot_classification",
+                        "metric": "acc5",
+                        "value": 1.0,
+                    }
+                )
+                rows.append(
+                    {
+                        **common,
+                        "dataset": "world_retrieval",
+                        "task": "zeroshot_retrieval",
+                        "metric": "image_retrieval_recall@1",
+                        "value": 0.5,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+CELLS = [
+    ("truncate", 32, 0.0, "truncate-k32-m0"),
+    ("truncate", 32, 0.75, "truncate-k32-m75"),
+    ("block", 8, 0.75, "block-k8-m75"),
+    ("frequency", 8, 0.75, "frequency-k8-m75-t1e-3"),
+    ("frequency", 8, 0.75, "frequency-k8-m75-t1e-2"),  # threshold sweep: not in the main table
+    ("frequency", 8, 0.5, "frequency-k8-m50-t1e-3"),
+    ("frequency", 4, 0.75, "frequency-k4-m75-t1e-3"),
+]
+VALUES = {
+    ("truncate-k32-m0", "pretrain"): [0.30, 0.32, 0.34],
+    ("truncate-k32-m75", "pretrain"): [0.20, 0.22, 0.24],
+    ("truncate-k32-m75", "finetune"): [0.25, 0.25, 0.25],
+    ("block-k8-m75", "pretrain"): [0.10, 0.20, 0.30],
+    ("block-k8-m75", "finetune"): [0.40, 0.42, 0.44],
+    ("frequency-k8-m75-t1e-3", "pretrain"): [0.35, 0.36, 0.37],
+    ("frequency-k8-m75-t1e-3", "finetune"): [0.41, 0.43, 0.45],
+    ("frequency-k8-m75-t1e-2", "pretrain"): [0.01, 0.01, 0.01],
+    ("frequency-k8-m75-t1e-2", "finetune"): [0.01, 0.01, 0.01],
+    ("frequency-k8-m50-t1e-3", "pretrain"): [0.5],
+    ("frequency-k8-m50-t1e-3", "finetune"): [0.6],
+    ("frequency-k4-m75-t1e-3", "pretrain"): [0.15, 0.17],
+}
+
+
+@pytest.fixture
+def tidy() -> pd.DataFrame:
+    return tidy_rows(CELLS, VALUES)
+
+
+def test_paper_results_are_packaged():
+    paper = R.paper_results()
+    assert len(paper) == 23
+    clipf8 = paper[(paper.masking == "frequency") & (paper.text_tokens == 8) & (paper.image_tokens == 49)]
+    assert clipf8[["pretrain_top1", "finetune_top1"]].values.tolist() == [[36.6, 39.3]]
+    assert set(paper.image_mask) == {0.0, 0.5, 0.75}
+
+
+def test_describe_names_cells_as_the_paper():
+    assert R.describe("truncate", 32, 0.0) == ("CLIP", "none")
+    assert R.describe("truncate", 32, 0.75) == ("FLIP", "none")
+    assert R.describe("truncate", 8, 0.75) == ("CLIPA", "truncation")
+    assert R.describe("frequency", 8, 0.5) == ("CLIPF", "frequency")
+    assert [R.image_tokens(r) for r in (0.0, 0.5, 0.75)] == [197, 98, 49]
+    assert R.threshold_of("frequency-k8-m75-t2p5e-4-s1") == pytest.approx(2.5e-4)
+    assert np.isnan(R.threshold_of("block-k8-m75-s1"))
+
+
+def test_main_table_mean_std_and_paper_beside(tidy):
+    table = R.main_table(tidy)
+    # paper's row order: CLIP (197), CLIPF (98), FLIP (49, 32 tokens), then 49-token rows by K desc
+    assert list(zip(table.model, table.text_tokens, table.image_tokens, strict=True)) == [
+        ("CLIP", 32, 197),
+        ("CLIPF", 8, 98),
+        ("FLIP", 32, 49),
+        ("CLIPA", 8, 49),
+        ("CLIPF", 8, 49),
+        ("CLIPF", 4, 49),
+    ]
+    freq8 = table[(table.masker == "frequency") & (table.text_tokens == 8) & (table.image_mask == 0.75)].iloc[
+        0
+    ]
+    assert freq8.pretrain_mean == pytest.approx(36.0)  # the t=1e-2 sweep cell is left out
+    assert freq8.pretrain_std == pytest.approx(1.0)
+    assert freq8.pretrain_n == 3
+    assert (freq8.paper_pretrain, freq8.paper_finetune) == (36.6, 39.3)
+    block = table[table.masker == "block"].iloc[0]
+    assert block.pretrain_mean == pytest.approx(20.0) and block.pretrain_std == pytest.approx(10.0)
+    clip = table[table.model == "CLIP"].iloc[0]
+    assert clip.paper_pretrain == 36.6 and np.isnan(clip.paper_finetune) and clip.finetune_n == 0
+
+    shown = R.format_main_table(table)
+    assert list(shown.columns) == [
+        "Model",
+        "Masking",
+        "Image tokens",
+        "Text tokens",
+        "Pre-train",
+        "Pre-train (paper)",
+        "Fine-tune",
+        "Fine-tune (paper)",
+    ]
+    row = shown[
+        (shown.Masking == "frequency") & (shown["Image tokens"] == 49) & (shown["Text tokens"] == 8)
+    ].iloc[0]
+    assert (row["Pre-train"], row["Pre-train (paper)"]) == ("36.0 ± 1.0", "36.6")
+    assert (row["Fine-tune"], row["Fine-tune (paper)"]) == ("43.0 ± 2.0", "39.3")
+    clip_row = shown[shown.Model == "CLIP"].iloc[0]
+    assert (clip_row["Fine-tune"], clip_row["Fine-tune (paper)"]) == ("–", "–")
+    assert shown[shown["Image tokens"] == 98].iloc[0]["Pre-train"] == "50.0"  # one seed: no ± shown
+
+
+def test_threshold_selection_and_sweep_table(tidy):
+    table = R.main_table(tidy, threshold=1e-2)
+    freq8 = table[(table.masker == "frequency") & (table.text_tokens == 8) & (table.image_mask == 0.75)].iloc[
+        0
+    ]
+    assert freq8.pretrain_mean == pytest.approx(1.0)
+    sweep = R.threshold_table(tidy)
+    k8 = sweep[(sweep.text_tokens == 8) & (sweep.image_mask == 0.75) & (sweep.checkpoint == "pretrain")]
+    assert k8.threshold.tolist() == [1e-3, 1e-2]
+    assert k8["mean"].tolist() == pytest.approx([36.0, 1.0])
+
+
+def test_summary_best_masker(tidy):
+    s = R.summary(R.main_table(tidy))
+    assert s["pretrain"]["frequency-k8-m75"] == pytest.approx(36.0)
+    assert s["best_masker_finetune"]["k8"] == "frequency"
+    json.dumps(s)
+
+
+def test_unknown_dataset_is_named(tidy):
+    with pytest.raises(ValueError, match="dataset 'imagenet1k' not in the results"):
+        R.main_table(tidy, dataset="imagenet1k")
+
+
+def test_writers_and_figures(tidy, tmp_path: Path):
+    table = R.main_table(tidy)
+    paths = R.write_table(R.format_main_table(table), tmp_path / "main_table")
+    assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
+    assert "36.0 ± 1.0" in paths[1].read_text() and "tabular" in paths[2].read_text()
+    figs = R.save_figure(R.tokens_figure(table, R.paper_results()), tmp_path / "tokens")
+    assert all(p.stat().st_size > 1000 for p in figs)
+    svg = figs[1].read_text()
+    R.save_figure(R.tokens_figure(table, R.paper_results()), tmp_path / "tokens")
+    assert figs[1].read_text() == svg  # deterministic SVG: DVC sees no change on a re-run
+
+
+def test_best_by_epoch_and_epoch_figure(tmp_path: Path):
+    recs = []
+    for seed in (0, 1):
+        for epoch in (1, 2, 3):
+            recs.append(
+                dict(
+                    run=f"b{seed}",
+                    masker="block",
+                    text_tokens=8,
+                    image_mask=0.75,
+                    seed=seed,
+                    epoch=epoch,
+                    value=10 * epoch,
+                )
+            )
+            recs.append(
+                dict(
+                    run=f"f{seed}",
+                    masker="frequency",
+                    text_tokens=8,
+                    image_mask=0.75,
+                    seed=seed,
+                    epoch=epoch,
+                    value=15 + 2 * epoch,
+                )
+            )
+    curves = R.epoch_curves(recs)
+    best = R.best_by_epoch(curves)
+    assert best.best_masker.tolist() == ["frequency", "block", "block"]  # the best masker changes
+    R.save_figure(R.epochs_figure(curves), tmp_path / "epochs")
+    assert (tmp_path / "epochs.svg").exists()
+
+
+def test_compute_table_joins_speed_and_accuracy():
+    runs = pd.DataFrame(
+        [
+            dict(
+                run="a-s0",
+                masker="block",
+                text_tokens=8,
+                image_mask=0.75,
+                seed=0,
+                samples_per_second=100.0,
+                text_tokens_seen=800,
+            ),
+            dict(
+                run="a-s1",
+                masker="block",
+                text_tokens=8,
+                image_mask=0.75,
+                seed=1,
+                samples_per_second=120.0,
+                text_tokens_seen=800,
+            ),
+        ]
+    )
+    acc = pd.DataFrame(
+        [
+            dict(run="a-s0", checkpoint="pretrain", value=30.0),
+            dict(run="a-s1", checkpoint="pretrain", value=32.0),
+        ]
+    )
+    out = R.compute_table(runs, acc)
+    assert out.samples_per_second.tolist() == [110.0] and out.pretrain_acc.tolist() == [31.0]
+
+
+def test_pos_classes_and_words():
+    assert [R.pos_class(t) for t in ("NOUN", "NNS", "ADJ", "JJR", "VERB", "VBG", "DET", "IN", "PUNCT")] == [
+        "noun",
+        "noun",
+        "adjective",
+        "adjective",
+        "verb",
+        "verb",
+        "function",
+        "function",
+        "other",
+    ]
+    assert R.words_of("A red-brick barn, isn't it?") == [
+        "a",
+        "red",
+        "-",
+        "brick",
+        "barn",
+        ",",
+        "isn't",
+        "it",
+        "?",
+    ]
+
+
+def test_keep_table_and_rates():
+    samples = [
+        [("a", "DET"), ("red", "ADJ"), ("ball", "NOUN"), ("on", "ADP"), ("a", "DET"), ("table", "NOUN")],
+        [("the", "DET"), ("dog", "NOUN"), ("runs", "VERB")],
+    ]
+    kept = [["red", "ball", "a"], ["dog", "runs", "eleph"]]
+    words = R.keep_table(samples, kept)
+    assert words.kept.tolist() == [True, True, True, False, False, False, False, True, True]
+    words["masker"], words["text_tokens"] = "m", 5
+    rates = R.keep_rates(words).iloc[0]
+    assert rates["noun"] == pytest.approx(2 / 3)
+    assert rates["adjective"] == 1.0 and rates["verb"] == 1.0
+    assert rates["function"] == pytest.approx(1 / 4)
+    assert rates["all"] == pytest.approx(5 / 9)
+    share = R.kept_share(words).iloc[0]
+    assert share[["noun", "adjective", "verb", "function"]].sum() == pytest.approx(1.0)
+    assert share["noun"] == pytest.approx(2 / 5)
+
+
+def test_word_keep_stats_with_a_fake_masker():
+    import open_clip
+
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    samples = [[("a", "DET"), ("small", "ADJ"), ("red", "ADJ"), ("ball", "NOUN")]]
+
+    def mask(masker, captions, k):  # truncate: the first k-2 words
+        return tok(captions, context_length=k)
+
+    words = R.word_keep_stats(
+        samples, mask, ["truncate"], [4, 6], freq={"a": 0.1, "small": 0.01, "red": 0.01, "ball": 0.001}
+    )
+    rates = R.keep_rates(words).set_index("text_tokens")
+    assert rates.loc[4, "all"] == pytest.approx(0.5) and rates.loc[6, "all"] == 1.0
+    bins = R.frequency_bins(words, bins=3)
+    assert set(bins.masker) == {"truncate", "all words"}
+    for _, g in bins.groupby(["masker", "text_tokens"]):
+        assert g.share.sum() == pytest.approx(1.0)
