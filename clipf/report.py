@@ -347,6 +347,66 @@ def kept_share(words: pd.DataFrame, by: Sequence[str] = ("masker", "text_tokens"
     return share[[c for c in POS_CLASSES if c in share.columns]].reset_index()
 
 
+def read_samples(folder: str | Path, n: int = 500) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """Up to ``n`` captions of a webdataset split and their (word, POS) pairs.
+
+    POS is the gold tagging in each sample's JSON metadata when it has one (``words``/``tokens``/
+    ``pos`` fields, see :func:`gold_pos`); otherwise :func:`clipf.pos.tag` tags the words.
+    """
+    import tarfile
+
+    captions, metas = [], []
+    for shard in sorted(Path(folder).glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members: dict[str, dict[str, bytes]] = {}
+            for m in tar.getmembers():
+                if not m.isfile():
+                    continue
+                key, _, ext = m.name.rpartition(".")
+                if ext in ("txt", "json"):
+                    members.setdefault(key, {})[ext] = tar.extractfile(m).read()
+        for key in sorted(members):
+            parts = members[key]
+            if "txt" not in parts:
+                continue
+            captions.append(parts["txt"].decode("utf-8").strip())
+            metas.append(json.loads(parts["json"]) if "json" in parts else {})
+            if len(captions) >= n:
+                break
+        if len(captions) >= n:
+            break
+    if not captions:
+        raise FileNotFoundError(f"{folder}: no .tar shards with .txt captions")
+    return captions, [gold_pos(c, m) for c, m in zip(captions, metas, strict=True)]
+
+
+def gold_pos(caption: str, meta: Mapping) -> list[tuple[str, str]]:
+    """(word, POS) pairs of a caption from its metadata, else tagged by :mod:`clipf.pos`.
+
+    Accepts ``words: [[w, tag], ...]`` / ``[{"word"|"text": w, "pos"|"tag": t}, ...]`` (also under
+    ``tokens``), or ``pos: [tag, ...]`` aligned with the caption's words.
+    """
+    for key in ("words", "tokens", "pos_tags", "tagged"):
+        items = meta.get(key)
+        if isinstance(items, list) and items and isinstance(items[0], list | tuple | Mapping):
+            pairs = []
+            for it in items:
+                if isinstance(it, Mapping):
+                    pairs.append(
+                        (str(it.get("word", it.get("text", ""))), str(it.get("pos", it.get("tag", "X"))))
+                    )
+                else:
+                    pairs.append((str(it[0]), str(it[1])))
+            return pairs
+    words = words_of(caption)
+    tags = meta.get("pos")
+    if isinstance(tags, list) and len(tags) == len(words):
+        return list(zip(words, map(str, tags), strict=True))
+    from clipf import pos
+
+    return list(zip(words, pos.tag(words), strict=True))
+
+
 def word_keep_stats(
     samples: Sequence[Sequence[tuple[str, str]]],
     mask: Callable[[str, list[str], int], Sequence[Sequence[int]]],
@@ -398,6 +458,63 @@ def frequency_bins(words: pd.DataFrame, bins: int = 12) -> pd.DataFrame:
     out = pd.concat([share, every], ignore_index=True)
     out["log10_freq"] = out["bin"].map(lambda b: centers[int(b)])
     return out.sort_values(["masker", "text_tokens", "bin"]).reset_index(drop=True)
+
+
+def rank_frequency(counts: Mapping[str, int]) -> pd.DataFrame:
+    """Words by rank with count and relative frequency (Zipf's law: log f ~ -a log rank)."""
+    total = sum(counts.values()) or 1
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    df = pd.DataFrame(items, columns=["word", "count"])
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    df["freq"] = df["count"] / total
+    return df
+
+
+def zipf_slope(ranks: pd.DataFrame) -> float:
+    """Least-squares slope of log10 f on log10 rank (about -1 for natural text)."""
+    if len(ranks) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log10(ranks["rank"]), np.log10(ranks["freq"]), 1)[0])
+
+
+def p_mask_curves(freqs: Sequence[float], thresholds: Sequence[float]) -> pd.DataFrame:
+    """P_mask(f) = max(0, 1 - sqrt(t / f)) for each threshold t over the frequencies ``freqs``."""
+    f = np.asarray(sorted(set(map(float, freqs))))
+    rows = [
+        pd.DataFrame({"threshold": t, "freq": f, "p_mask": np.maximum(0.0, 1.0 - np.sqrt(t / f))})
+        for t in thresholds
+    ]
+    return pd.concat(rows, ignore_index=True)
+
+
+def make_mask(
+    table=None, threshold: float | None = None, seed: int = 0
+) -> Callable[[str, list[str], int], object]:
+    """``mask(masker, captions, k)`` with clipf's maskers (the frequency masker gets ``table``, ``threshold``)."""
+    from clipf import masking
+
+    def mask(masker: str, captions: list[str], k: int):
+        opts = (
+            {"table": table, "threshold": threshold}
+            if masking.get_masker(masker) is masking.frequency
+            else {}
+        )
+        return masking.get_masker(masker)(captions, k, np.random.default_rng(seed), **opts)
+
+    return mask
+
+
+def masking_examples(captions: Sequence[str], mask: Callable, maskers: Sequence[str], k: int) -> pd.DataFrame:
+    """Each caption and what every masker keeps of it at budget ``k`` (decoded text)."""
+    from open_clip.tokenizer import _tokenizer
+
+    out = pd.DataFrame({"caption": list(captions)})
+    for masker in maskers:
+        rows = mask(masker, list(captions), k)
+        out[masker] = [
+            _tokenizer.decode([int(i) for i in r if int(i) not in SPECIAL_IDS]).strip() for r in rows
+        ]
+    return out
 
 
 # ---------------------------------------------------------------- figures
@@ -585,6 +702,59 @@ def frequency_figure(bins: pd.DataFrame, k: int):
     ax.set_title(f"kept words at K = {k}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def zipf_figure(ranks: pd.DataFrame, label: int = 12):
+    """Rank-frequency on log-log axes, the top words labelled, with the fitted Zipf slope."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.loglog(ranks["rank"], ranks["freq"], marker=".", linestyle="none", ms=3)
+    for row in ranks.head(label).itertuples(index=False):
+        ax.annotate(row.word, (row.rank, row.freq), fontsize=7, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("relative frequency f(w)")
+    ax.set_title(f"rank-frequency (slope {zipf_slope(ranks):.2f})")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def p_mask_figure(curves: pd.DataFrame, words: pd.DataFrame | None = None):
+    """P_mask against word frequency, one line per threshold t; ``words`` (word, freq) marked on top."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for t, g in curves.groupby("threshold"):
+        ax.semilogx(g["freq"], g["p_mask"], label=f"t = {t:g}")
+    if words is not None:
+        for row in words.itertuples(index=False):
+            ax.axvline(row.freq, color="#bbbbbb", lw=0.6)
+            ax.annotate(row.word, (row.freq, 1.0), fontsize=7, rotation=90, va="top")
+    ax.set_xlabel("word frequency f(w)")
+    ax.set_ylabel("P_mask(w)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def training_figure(metrics: pd.DataFrame, x: str = "epoch"):
+    """Training curves of one run: every numeric per-epoch column of metrics.json, a panel each."""
+    plt = _plt()
+    cols = [c for c in metrics.columns if c != x and metrics[c].dtype.kind in "fi"]
+    n = max(1, len(cols))
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, cols, strict=False):
+        ax.plot(metrics[x] if x in metrics else np.arange(len(metrics)), metrics[col], marker="o")
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel(x)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(cols) :]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,431 @@
+"""The study pipeline: ``clipf study --profile P`` plans the profile into params.yaml and runs ``dvc repro``.
+
+Subcommands (the stages of ``dvc.yaml`` call some of them):
+
+- ``clipf study [--profile P] [--set KEY=VALUE ...] [--exp] [--dry-run]`` — select and plan the profile
+  (:func:`clipf.profiles.plan`), check its data, run ``dvc repro`` (``--exp``: ``dvc exp run``), then
+  print where the tables and figures are. ``make demo`` is ``python -m clipf.study --profile demo``.
+- ``clipf study plan [--profile P]`` — only write the live sections of params.yaml.
+- ``clipf study check`` — the ``plan`` stage: the live sections are a current plan, every notebook
+  has a ``parameters`` cell, real-data shards exist.
+- ``clipf study data --out DIR`` / ``clipf study freq --out FILE`` — the data and frequency stages:
+  the embedded world (``clipf data synth``) or a pointer to your shards; a frequency table built with
+  ``clipf freq build`` from the training captions (or your published ``{word: P}`` file).
+
+The helpers below are what the notebooks call, so the notebooks stay a few lines per cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from clipf import profiles
+from clipf.submit import NotebookError, launch_argv, notebook_parameters, options_argv
+
+NOTEBOOKS = ("01_frequency", "02_pretrain", "03_finetune", "04_benchmark", "05_report")
+OUTPUTS = ("figures/", "results/results.csv", "results/summary.json")
+
+
+class StageError(RuntimeError):
+    """A stage step that failed; the message names it and what to look at."""
+
+
+# ---------------------------------------------------------------- where things are
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: cwd) holding ``params.yaml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").exists():
+            return folder
+    raise StageError(f"no params.yaml at or above {here}: run from inside the clipf repository")
+
+
+def goto_root() -> Path:
+    """chdir to the repository root (a notebook opened in notebooks/ runs like a DVC stage)."""
+    root = repo_root()
+    os.chdir(root)
+    return root
+
+
+def config(profile: str | None = None, params_file: str | Path = "params.yaml") -> dict:
+    """The stage configuration: the live sections of params.yaml (what ``dvc repro`` runs), or
+    profile ``profile`` resolved afresh (e.g. ``cc12m`` from a notebook submitted to SLURM)."""
+    params = profiles.load(params_file)
+    if profile:
+        return profiles.resolve(params, profile)
+    missing = [k for k in profiles.LIVE_KEYS if k not in params]
+    if missing:
+        raise profiles.ProfileError(f"{params_file}: no live {', '.join(missing)}; run `clipf study plan`")
+    return {k: params[k] for k in profiles.LIVE_KEYS}
+
+
+def expand(pattern: str) -> list[str]:
+    from braceexpand import braceexpand
+
+    return list(braceexpand(pattern))
+
+
+def check_shards(pattern: str, what: str = "data.train_data") -> int:
+    """Raise naming the first missing shard of a ``{a..b}`` pattern (and how many are missing)."""
+    names = [n for part in pattern.split("::") for n in expand(part)]
+    missing = [n for n in names if "://" not in n and not Path(n).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more of {len(names)})" if len(missing) > 1 else ""
+        raise StageError(f"{what}: shard not found: {missing[0]}{more}; point it at your webdataset shards")
+    return len(names)
+
+
+def shard_pattern(folder: str | Path) -> tuple[str, int]:
+    """``folder/{00000..000NN}.tar`` and the sample count, from the folder's ``sizes.json``."""
+    folder = Path(folder)
+    sizes_file = folder / "sizes.json"
+    if not sizes_file.exists():
+        raise StageError(f"{sizes_file}: missing (is {folder} a `clipf data synth` split?)")
+    sizes = json.loads(sizes_file.read_text())
+    names = sorted(sizes)
+    if not names:
+        raise StageError(f"{sizes_file}: no shards")
+    stems = [Path(n).stem for n in names]
+    if len(stems) == 1:
+        pattern = str(folder / names[0])
+    else:
+        pattern = str(folder / f"{{{stems[0]}..{stems[-1]}}}.tar")
+    return pattern, int(sum(sizes.values()))
+
+
+def data_source(cfg: Mapping) -> dict:
+    """Where training / validation pairs and benchmark sets are: train_data, train_num_samples,
+    val_data, val_num_samples, dataset_root."""
+    data = cfg["data"]
+    if data.get("source", "embedded") == "shards":
+        out = {
+            "train_data": data["train_data"],
+            "train_num_samples": data.get("train_num_samples"),
+            "val_data": data.get("val_data"),
+            "val_num_samples": data.get("val_num_samples"),
+            "dataset_root": data.get("dataset_root"),
+        }
+        return out
+    root = Path(data.get("dir", "data/world"))
+    train, n_train = shard_pattern(root / "train")
+    out = {"train_data": train, "train_num_samples": n_train, "dataset_root": str(root / "eval")}
+    if (root / "val" / "sizes.json").exists():
+        out["val_data"], out["val_num_samples"] = shard_pattern(root / "val")
+    return out
+
+
+# ---------------------------------------------------------------- training commands
+
+
+def run_dir(cell: str, runs: str | Path = "runs") -> Path:
+    return Path(runs) / cell
+
+
+def train_argv(
+    cfg: Mapping,
+    phase: str,
+    cell_name: str,
+    cell: Mapping | None = None,
+    runs: str | Path = "runs",
+    options: Mapping | None = None,
+    pretrained: str | Path | None = None,
+) -> list[str]:
+    """``clipf.train`` arguments for one phase of one cell.
+
+    ``pretrain``: the cell's masking (masker, K, image mask, frequency table + threshold) and
+    ``cfg['pretrain']`` options. ``finetune``: no masking, ``cfg['finetune']`` options (the model
+    defaults to the pre-training one), from ``pretrained``. ``options`` overrides either.
+    """
+    if phase not in ("pretrain", "finetune"):
+        raise ValueError(f"phase must be pretrain or finetune, got {phase!r}")
+    src = data_source(cfg)
+    opts = dict(cfg[phase])
+    if phase == "finetune":
+        opts.setdefault("model", cfg["pretrain"].get("model"))
+    opts.update(options or {})
+    argv = ["--train-data", src["train_data"], "--dataset-type", "webdataset"]
+    if src.get("train_num_samples") and "train_num_samples" not in opts:
+        argv += ["--train-num-samples", str(src["train_num_samples"])]
+    if src.get("val_data") and "val_data" not in opts:
+        argv += ["--val-data", src["val_data"]]
+        if src.get("val_num_samples"):
+            argv += ["--val-num-samples", str(src["val_num_samples"])]
+    argv += ["--logs", str(runs), "--name", f"{cell_name}/{phase}"]
+    if phase == "pretrain":
+        if cell is None:
+            raise ValueError("pretrain needs the cell (masker, text_tokens, image_mask, seed)")
+        argv += ["--reduction-mask", cell["masker"], "--text-tokens", str(cell["text_tokens"])]
+        if cell.get("image_mask"):
+            argv += ["--force-patch-dropout", str(cell["image_mask"])]
+        if cell["masker"] == "frequency":
+            argv += ["--freq-table", cfg["freq"]["table"], "--freq-threshold", str(cell["threshold"])]
+        argv += ["--seed", str(cell["seed"])]
+    else:
+        if pretrained is None:
+            raise ValueError("finetune needs the pre-trained checkpoint")
+        argv += ["--pretrained", str(pretrained)]
+        if cell is not None:
+            argv += ["--seed", str(cell["seed"])]
+    return argv + options_argv(opts)
+
+
+def last_checkpoint(phase_dir: str | Path) -> Path:
+    """The highest ``epoch_N.pt`` under ``phase_dir/checkpoints``."""
+    ckpts = sorted(Path(phase_dir, "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not ckpts:
+        raise StageError(f"{phase_dir}/checkpoints: no epoch_N.pt (did pre-training finish?)")
+    return ckpts[-1]
+
+
+def launch(
+    module_args: Sequence[str], cfg: Mapping, nproc_per_node: int | None = None, nnodes: int | None = None
+) -> list[str]:
+    """``torchrun ... -m clipf.train module_args`` with the profile's launch shape (overridable)."""
+    launch_cfg = cfg.get("launch") or {}
+    return launch_argv(
+        module_args,
+        nproc_per_node=nproc_per_node or launch_cfg.get("nproc_per_node", 1),
+        nnodes=nnodes or launch_cfg.get("nnodes", 1),
+    )
+
+
+def run_live(argv: Sequence[str], what: str | None = None, tail: int = 30) -> None:
+    """Run a command, echoing its output line by line (live in Jupyter and in papermill logs);
+    raise :class:`StageError` with its last lines if it fails."""
+    what = what or Path(argv[0]).name
+    print("$", shlex.join(map(str, argv)), flush=True)
+    last: collections.deque[str] = collections.deque(maxlen=tail)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        list(map(str, argv)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            last.append(line)
+    if proc.returncode:
+        raise StageError(f"{what} failed (exit {proc.returncode}); last lines:\n{''.join(last)}")
+
+
+def fresh(path: str | Path) -> Path:
+    """Remove what an earlier (possibly interrupted) run left at ``path``: a stage starts clean."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    return path
+
+
+def read_metrics(phase_dir: str | Path):
+    """The per-epoch records of ``phase_dir/metrics.json`` as a DataFrame."""
+    import pandas as pd
+
+    path = Path(phase_dir) / "metrics.json"
+    if not path.exists():
+        raise StageError(f"{path}: missing (did training finish?)")
+    data = json.loads(path.read_text())
+    if isinstance(data, Mapping):
+        data = next((v for v in data.values() if isinstance(v, list)), [data])
+    return pd.DataFrame(data)
+
+
+# ---------------------------------------------------------------- the data and frequency stages
+
+
+def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params.yaml") -> None:
+    """Embedded: ``clipf data synth`` into ``out``. Shards: check they exist, write ``out/source.json``."""
+    data, out = cfg["data"], Path(out)
+    fresh(out)
+    if data.get("source", "embedded") == "shards":
+        n = check_shards(data["train_data"])
+        if data.get("dataset_root") and not Path(data["dataset_root"]).exists():
+            raise StageError(
+                f"data.dataset_root: not found: {data['dataset_root']} (CLIP_benchmark datasets)"
+            )
+        out.mkdir(parents=True)
+        pointer = {k: data.get(k) for k in ("train_data", "train_num_samples", "val_data", "dataset_root")}
+        (out / "source.json").write_text(json.dumps({**pointer, "train_shards": n}, indent=2) + "\n")
+        print(f"data: {n} training shards at {data['train_data']}")
+        return
+    argv = ["synth", "--out", str(out), "--train", str(data["train"]), "--val", str(data["val"])]
+    argv += [
+        "--image-size",
+        str(data["image_size"]),
+        "--seed",
+        str(data["seed"]),
+        "--config",
+        str(world_config),
+    ]
+    _run_clipf("data", argv)
+
+
+def freq_stage(cfg: Mapping, out: str | Path) -> None:
+    """``clipf freq build`` over the training captions (or copy ``freq.published``: the authors' file)."""
+    freq, out = cfg["freq"], Path(out)
+    fresh(out)
+    if freq.get("published"):
+        src = Path(freq["published"])
+        if not src.exists():
+            raise StageError(f"freq.published: not found: {src}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+        return
+    inputs = expand(data_source(cfg)["train_data"])
+    argv = ["build", "--out", str(out), "--min-count", str(freq.get("min_count", 5)), "--no-progress"]
+    if freq.get("clean"):
+        argv.append("--clean")
+    if freq.get("workers"):
+        argv += ["--workers", str(freq["workers"])]
+    _run_clipf("freq", argv + inputs)
+
+
+def _run_clipf(command: str, argv: list[str]) -> None:
+    from clipf.cli import main
+
+    shown = argv if len(argv) < 12 else [*argv[:10], f"... ({len(argv) - 10} more)"]
+    print("$ clipf", command, shlex.join(shown), flush=True)
+    rc = main([command, *argv])
+    if rc:
+        raise StageError(f"clipf {command} failed (exit {rc})")
+
+
+# ---------------------------------------------------------------- checks and the driver
+
+
+def check(params_file: str | Path = "params.yaml", notebooks: str | Path = "notebooks") -> dict:
+    """The ``plan`` stage: a current plan, notebooks with parameters cells, real shards present."""
+    params = profiles.load(params_file)
+    planned = profiles.check(params)
+    for name in NOTEBOOKS:
+        notebook_parameters(Path(notebooks) / f"{name}.ipynb")
+    if params["data"].get("source") == "shards":
+        check_shards(params["data"]["train_data"])
+    return planned
+
+
+def _set(params_file: Path, assignments: Sequence[str]) -> None:
+    """``--set profiles.demo.grid.seeds=[0,1]``: YAML values at dotted paths, written in place."""
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.preserve_quotes = True
+    doc = rt.load(params_file.read_text())
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise profiles.ProfileError(f"--set {item!r}: expected KEY=VALUE")
+        *parents, leaf = key.split(".")
+        node = doc
+        for part in parents:
+            if part not in node:
+                raise profiles.ProfileError(f"--set {key}: no {part!r} in params.yaml")
+            node = node[part]
+        node[leaf] = yaml.safe_load(raw)
+    with params_file.open("w") as fh:
+        rt.dump(doc, fh)
+
+
+def tool_env() -> dict:
+    """Environment for dvc and its stages: this interpreter's scripts (clipf, papermill) on PATH."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
+def run_study(
+    profile: str | None,
+    sets: Sequence[str] = (),
+    exp: bool = False,
+    dry_run: bool = False,
+    force: bool = False,
+) -> int:
+    root = repo_root()
+    params_file = root / "params.yaml"
+    if sets:
+        _set(params_file, sets)
+    live = profiles.plan(params_file, profile)
+    name = live["plan"]["profile"]
+    print(f"profile {name}: {len(live['cells'])} cell(s): {', '.join(live['cells'])}")
+    if live["data"].get("source") == "shards":
+        check_shards(live["data"]["train_data"])
+    argv = [tool("dvc"), "exp", "run"] if exp else [tool("dvc"), "repro"]
+    if dry_run:
+        argv.append("--dry")
+    if force:
+        argv.append("--force")
+    print("$", shlex.join(argv), flush=True)
+    rc = subprocess.run(argv, cwd=root, env=tool_env()).returncode
+    if rc:
+        print(
+            f"clipf study: `{shlex.join(argv)}` failed (exit {rc}); the failing stage is named above",
+            file=sys.stderr,
+        )
+        return rc
+    if not dry_run:
+        print("\ntables and figures:")
+        for out in OUTPUTS:
+            print(f"  {root / out}")
+        print("  (dvc metrics show; dvc plots show --open)")
+    return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sub = argv[0] if argv and argv[0] in ("plan", "check", "data", "freq") else None
+    rest = argv[1:] if sub else argv
+    parser = argparse.ArgumentParser(
+        prog=f"clipf study{' ' + sub if sub else ''}", description=__doc__.split("\n")[0]
+    )
+    if sub in (None, "plan"):
+        parser.add_argument(
+            "--profile", default=None, help="a profile of params.yaml (default: its `profile:`)"
+        )
+    if sub is None:
+        parser.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="edit params.yaml first"
+        )
+        parser.add_argument("--exp", action="store_true", help="dvc exp run instead of dvc repro")
+        parser.add_argument("--dry-run", action="store_true", help="show what dvc would run")
+        parser.add_argument("--force", action="store_true", help="re-run every stage")
+    if sub in ("data", "freq"):
+        parser.add_argument("--out", required=True)
+    args = parser.parse_args(rest)
+    try:
+        if sub == "plan":
+            live = profiles.plan(repo_root() / "params.yaml", args.profile)
+            print(f"planned profile {live['plan']['profile']}: {len(live['cells'])} cell(s)")
+        elif sub == "check":
+            planned = check()
+            print(f"plan ok: profile {planned['profile']} ({planned['fingerprint']})")
+        elif sub == "data":
+            data_stage(config(), args.out)
+        elif sub == "freq":
+            freq_stage(config(), args.out)
+        else:
+            return run_study(args.profile, args.set, args.exp, args.dry_run, args.force)
+    except (profiles.ProfileError, NotebookError, StageError, FileNotFoundError) as err:
+        print(f"clipf study: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
