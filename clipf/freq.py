@@ -310,6 +310,11 @@ def _captions(unit: Unit, stats: dict[str, Any]) -> Iterator[str]:
                 for member in tf:
                     if member.isfile() and member.name.endswith(".txt"):
                         yield decode(tf.extractfile(member).read(), f"member {member.name}")
+                end = tf.offset
+            with open(path, "rb") as f:  # tarfile stops silently at a cut header: look past the end
+                f.seek(end)
+                if f.read().strip(b"\0"):
+                    raise tarfile.ReadError(f"truncated or garbage data after byte {end}")
         except (tarfile.TarError, EOFError, OSError) as e:
             stats["errors"].append(f"{path}: unreadable tar shard ({e}); counted what came before")
     elif kind == "parquet":
