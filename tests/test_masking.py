@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import string
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from open_clip.tokenizer import SimpleTokenizer
+from open_clip.tokenizer import SimpleTokenizer, _clean_lower
 
 from clipf import masking as M
 from clipf import pos
@@ -79,6 +80,17 @@ def test_fitting_captions_untouched(name, k):
 def test_truncate_is_open_clip(k):
     caps = LONG + SHORT + ODD
     assert torch.equal(M.truncate(caps, k, None), TOK(caps, context_length=k))
+
+
+def test_clean_fast_path_matches_open_clip():
+    rng = np.random.default_rng(0)
+    pieces = [*string.printable, "&amp;", "&", "&lt;b&gt;", "<", "\x1b[31m", "\x7f", "\x00", "\x0b", "\x1c"]
+    pieces += ["\r\n", "\u2028", "é", "Ã©", "ﬁ", "Ｌ", "“", "\xa0", "İ", "²", "٣", "ß", "ǅ", "🐶"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces, int(rng.integers(0, 40))))
+        assert M.clean(text) == _clean_lower(text), repr(text)
+        assert M.split_words(text) == TOK.pat.findall(_clean_lower(text)), repr(text)
+        assert [t for w in M.encode_words(text)[1] for t in w] == TOK.encode(text), repr(text)
 
 
 def test_encoder_matches_open_clip():
