@@ -107,11 +107,12 @@ class FreqTable:
     def p_mask(self, threshold: float | None = None) -> dict[str, float]:
         """``{word: P_mask}`` at threshold t (None: :data:`DEFAULT_THRESHOLD`); cached per t."""
         if self.published:
-            if threshold is not None:
+            if threshold is not None and threshold not in self._p_cache:  # say it once per threshold
                 warnings.warn(
                     f"threshold {threshold:g} ignored: {self.path or 'this table'} holds published P values",
                     stacklevel=2,
                 )
+                self._p_cache[threshold] = self.probs
             return self.probs
         t = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         if not t > 0 or math.isinf(t):
@@ -200,8 +201,8 @@ def _counts_table(data: dict[str, Any], path: Path) -> FreqTable:
     if not isinstance(counts, dict):
         raise ValueError(f"{path}: counts table without a 'counts' object")
     for w, c in counts.items():
-        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
-            raise ValueError(f"{path}: count of {w!r} is {c!r}, not a non-negative integer")
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ValueError(f"{path}: count of {w!r} is {c!r}, not a positive integer")
     total = data.get("total")
     if isinstance(total, bool) or not isinstance(total, int) or total < sum(counts.values()):
         raise ValueError(f"{path}: 'total' is {total!r}, not an integer >= the sum of the counts")

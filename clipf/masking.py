@@ -411,6 +411,11 @@ class MaskingTokenizer:
         self._rng: np.random.Generator | None = None
         self._owner: tuple[int, int] | None = None
 
+    @property
+    def context_length(self) -> int:
+        """K, as open_clip tokenizers expose it."""
+        return self.k
+
     def _generator(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()
         owner = (os.getpid(), info.id if info else -1)

@@ -167,6 +167,7 @@ def test_published_files(tmp_path):
         (b'{"dog": "x"}', "entry 'dog'"),
         (b'{"format": "clipf-freq/1", "total": 3}', "without a 'counts' object"),
         (b'{"format": "clipf-freq/1", "total": 3, "counts": {"a": -1}}', "count of 'a' is -1"),
+        (b'{"format": "clipf-freq/1", "total": 3, "counts": {"a": 0}}', "count of 'a' is 0"),
         (b'{"format": "clipf-freq/1", "total": 1, "counts": {"a": 2}}', "'total' is 1"),
         (b'{"dog": 0.5, "\xff": 1}', "not a UTF-8 text file"),
     ],

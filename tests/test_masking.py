@@ -330,6 +330,7 @@ def test_masking_tokenizer_pickles_and_reproduces(tmp_path):
     assert torch.equal(clone(LONG), first)
     assert torch.equal(M.MaskingTokenizer("frequency", 8, seed=3, table=TABLE)(LONG), first)
     assert tok(LONG[0]).shape == (1, 8) and tok(LONG, context_length=8).shape == (3, 8)
+    assert tok.context_length == 8
     with pytest.raises(ValueError, match="K=8"):
         tok(LONG, context_length=16)
     with pytest.raises(ValueError, match="takes no option"):
