@@ -80,14 +80,14 @@ class CleanOptions:
 class FreqTable:
     """Word counts (or, for a published file, P values) and how they were made."""
 
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict, repr=False)
     total: int = 0
     min_count: int = 1
     clean: dict[str, Any] | None = None
     sources: list[str] = field(default_factory=list)
     n_captions: int = 0
-    stats: dict[str, Any] = field(default_factory=dict)
-    probs: dict[str, float] | None = None  # published {word: P}: used as is
+    stats: dict[str, Any] = field(default_factory=dict, repr=False)
+    probs: dict[str, float] | None = field(default=None, repr=False)  # published {word: P}: used as is
     path: str | None = None
     _p_cache: dict[float, dict[str, float]] = field(default_factory=dict, repr=False, compare=False)
 

@@ -169,7 +169,7 @@ def _flat(ids: Iterable[tuple[int, ...]]) -> list[int]:
 def _token_masker(
     captions: str | Sequence[str], k: int, rng: np.random.Generator | int | None, pick: Callable
 ) -> torch.Tensor:
-    """Shared body of the token-level maskers: ``pick(tokens, budget, u)`` on overflowing captions."""
+    """Shared body of the token-level maskers: ``pick(tokens, budget, rng)`` on overflowing captions."""
     budget = check_k(k) - 2
     flats = [_flat(encode_words(c)[1]) for c in _as_list(captions)]
     rows: list[Sequence[int]] = []
@@ -405,8 +405,11 @@ class MaskingTokenizer:
             raise ValueError(
                 f"masker {masker!r} takes no option(s) {unknown}; its options: {allowed or 'none'}"
             )
-        if self.fn is frequency:
-            _resolve_table(opts.get("table"))  # fail now, not inside a DataLoader worker
+        if self.fn is syntax:
+            from clipf import pos
+
+            pos.tagger_name(opts.get("tagger", "auto"))
+        self.fn([""], self.k, None, **opts)  # bad options or table fail now, not in a DataLoader worker
         self.opts = opts
         self._rng: np.random.Generator | None = None
         self._owner: tuple[int, int] | None = None
