@@ -21,6 +21,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -243,6 +244,103 @@ def read_metrics(phase_dir: str | Path):
     return pd.DataFrame(data)
 
 
+# ---------------------------------------------------------------- evaluation and the report's inputs
+
+
+def epoch_checkpoints(phase_dir: str | Path) -> list[Path]:
+    """Every ``epoch_N.pt`` of a phase, by epoch."""
+    return sorted(Path(phase_dir, "checkpoints").glob("epoch_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+
+
+def evaluate(
+    run: str | Path, checkpoint: str | Path, dataset_root: str, datasets: Sequence[str], eval_cfg: Mapping
+) -> None:
+    """``clipf eval RUN --checkpoint CKPT --dataset-root DIR [--datasets ...]`` in this process."""
+    argv = ["eval", str(run), "--checkpoint", str(checkpoint), "--dataset-root", str(dataset_root)]
+    if datasets:
+        argv += ["--datasets", *datasets]
+    if eval_cfg.get("batch_size"):
+        argv += ["--batch-size", str(eval_cfg["batch_size"])]
+    from clipf.cli import main
+
+    print("$ clipf", shlex.join(argv), flush=True)
+    rc = main(argv)
+    if rc:
+        raise StageError(f"clipf eval failed on {run} ({checkpoint}) (exit {rc})")
+
+
+def read_eval(run: str | Path):
+    """The CLIP_benchmark results of one run as a flat table (checkpoint, dataset, task, metric, value)."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(run, "eval").rglob("*.json")):
+        data = json.loads(path.read_text())
+        metrics = data.get("metrics", data) if isinstance(data, Mapping) else {}
+        for metric, value in metrics.items():
+            if isinstance(value, int | float):
+                rows.append(
+                    {
+                        "checkpoint": str(path.parent.relative_to(Path(run, "eval"))),
+                        "dataset": data.get("dataset", path.stem),
+                        "task": data.get("task"),
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def planned_rows(tidy, cells: Mapping):
+    """Rows of the tidy table that belong to the cells of the plan (stale runs left out)."""
+    return tidy[tidy["run"].isin(list(cells))].copy()
+
+
+_EPOCH = re.compile(r"epoch[_ -]?(\d+)")
+
+
+def epoch_accuracy(tidy, dataset: str | None = None, metric: str = "acc1"):
+    """Zero-shot accuracy (%) of every pre-training epoch checkpoint: run, masker, text_tokens,
+    image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints)."""
+    from clipf import report
+
+    rows = report.zero_shot(tidy, dataset, metric)
+    rows = rows[~rows["checkpoint"].astype(str).str.contains("finetune")]
+    label = rows["checkpoint"].astype(str).str.extract(_EPOCH)[0]
+    rows = rows.assign(epoch=label.astype(float).fillna(rows["epochs"].astype(float)).astype(int))
+    rows = rows.drop_duplicates(["run", "epoch"], keep="last")
+    cols = ["run", "masker", "text_tokens", "image_mask", "seed", "epoch", "value"]
+    return report.epoch_curves(rows[cols].to_dict("records"))
+
+
+def run_compute(cells: Mapping, runs: str | Path = "runs"):
+    """Per pre-training run: samples/s, wall time and tokens seen (last record of metrics.json)."""
+    import pandas as pd
+
+    rows = []
+    for name, cell in cells.items():
+        path = Path(runs, name, "pretrain")
+        if not (path / "metrics.json").exists():
+            continue
+        metrics = read_metrics(path)
+        last = metrics.iloc[-1].to_dict()
+        row = {"run": name, **{k: cell[k] for k in ("masker", "text_tokens", "image_mask", "seed")}}
+        for key, value in last.items():
+            if isinstance(value, int | float) and key not in row and key != "epoch":
+                row[key] = float(value)
+        if "samples_per_second" in metrics:
+            row["samples_per_second"] = float(metrics["samples_per_second"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_json(obj, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 # ---------------------------------------------------------------- the data and frequency stages
 
 
@@ -318,11 +416,18 @@ def check(params_file: str | Path = "params.yaml", notebooks: str | Path = "note
 
 
 def _set(params_file: Path, assignments: Sequence[str]) -> None:
-    """``--set profiles.demo.grid.seeds=[0,1]``: YAML values at dotted paths, written in place."""
+    """``--set profiles.demo.grid.seeds=[0,1]``: YAML values at dotted paths, written in place
+    (comments and layout kept; lists and mappings of scalars written in flow style)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     rt = YAML()
     rt.preserve_quotes = True
+    rt.width = 4096
+    rt.indent(mapping=2, sequence=4, offset=2)
+    rt.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
     doc = rt.load(params_file.read_text())
     for item in assignments:
         key, sep, raw = item.partition("=")
@@ -331,12 +436,20 @@ def _set(params_file: Path, assignments: Sequence[str]) -> None:
         *parents, leaf = key.split(".")
         node = doc
         for part in parents:
-            if part not in node:
-                raise profiles.ProfileError(f"--set {key}: no {part!r} in params.yaml")
+            if not isinstance(node, Mapping) or part not in node:
+                raise profiles.ProfileError(f"--set {key}: no {part!r} in {params_file.name}")
             node = node[part]
-        node[leaf] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        if isinstance(value, list | dict) and all(not isinstance(v, list | dict) for v in _values(value)):
+            value = (CommentedSeq if isinstance(value, list) else CommentedMap)(value)
+            value.fa.set_flow_style()
+        node[leaf] = value
     with params_file.open("w") as fh:
         rt.dump(doc, fh)
+
+
+def _values(obj: list | dict) -> list:
+    return list(obj.values()) if isinstance(obj, dict) else list(obj)
 
 
 def tool_env() -> dict:
@@ -359,13 +472,19 @@ def run_study(
 ) -> int:
     root = repo_root()
     params_file = root / "params.yaml"
-    if sets:
-        _set(params_file, sets)
-    live = profiles.plan(params_file, profile)
+    draft = params_file.with_name(".params.draft.yaml")
+    shutil.copyfile(params_file, draft)
+    try:  # edit and check a draft: a bad --set, profile or shard path leaves params.yaml untouched
+        _set(draft, sets)
+        live = profiles.resolve(profiles.load(draft), profile)
+        if live["data"].get("source") == "shards":
+            check_shards(live["data"]["train_data"])
+        profiles.plan(draft, profile)
+        draft.replace(params_file)
+    finally:
+        draft.unlink(missing_ok=True)
     name = live["plan"]["profile"]
     print(f"profile {name}: {len(live['cells'])} cell(s): {', '.join(live['cells'])}")
-    if live["data"].get("source") == "shards":
-        check_shards(live["data"]["train_data"])
     argv = [tool("dvc"), "exp", "run"] if exp else [tool("dvc"), "repro"]
     if dry_run:
         argv.append("--dry")
@@ -407,6 +526,8 @@ def cli(argv: list[str] | None = None) -> int:
         parser.add_argument("--force", action="store_true", help="re-run every stage")
     if sub in ("data", "freq"):
         parser.add_argument("--out", required=True)
+    if sub == "check":
+        parser.add_argument("--out", default=None, help="write the checked plan (profile, cells) here")
     args = parser.parse_args(rest)
     try:
         if sub == "plan":
@@ -415,6 +536,9 @@ def cli(argv: list[str] | None = None) -> int:
         elif sub == "check":
             planned = check()
             print(f"plan ok: profile {planned['profile']} ({planned['fingerprint']})")
+            if args.out:
+                cells = profiles.load("params.yaml")["cells"]
+                write_json({**planned, "cells": cells}, args.out)
         elif sub == "data":
             data_stage(config(), args.out)
         elif sub == "freq":
