@@ -679,6 +679,30 @@ def keep_rate_figure(rates: pd.DataFrame, classes: Sequence[str] = ("noun", "adj
     return fig
 
 
+def kept_share_figure(share: pd.DataFrame):
+    """Composition of the kept words (share of nouns, adjectives, verbs, function words...), a stacked
+    bar per masker, a panel per K: the paper's word-distribution figure."""
+    plt = _plt()
+    ks = sorted(share["text_tokens"].unique())
+    classes = [c for c in POS_CLASSES if c in share.columns]
+    colors = dict(zip(POS_CLASSES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#bbbbbb", "#eeeeee"), strict=True))
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3.4), squeeze=False, sharey=True)
+    for ax, k in zip(axes[0], ks, strict=True):
+        sub = share[share["text_tokens"] == k].set_index("masker")
+        sub = sub.reindex([m for m in MASKER_ORDER if m in sub.index])
+        bottom = np.zeros(len(sub))
+        for cls in classes:
+            ax.bar(
+                sub.index, sub[cls], bottom=bottom, color=colors[cls], label=cls, edgecolor="white", lw=0.5
+            )
+            bottom += sub[cls].to_numpy()
+        ax.set_title(f"K = {k}")
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+    axes[0, 0].set_ylabel("share of kept words")
+    _figure_legend(fig, axes[0][:1])
+    return fig
+
+
 def frequency_figure(bins: pd.DataFrame, k: int):
     """Kept-word frequency distribution at budget K per masker, against all words (the paper's
     word-distribution figure)."""

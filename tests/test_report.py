@@ -287,9 +287,11 @@ def test_keep_table_and_rates():
     assert rates["adjective"] == 1.0 and rates["verb"] == 1.0
     assert rates["function"] == pytest.approx(1 / 4)
     assert rates["all"] == pytest.approx(5 / 9)
-    share = R.kept_share(words).iloc[0]
+    shares = R.kept_share(words)
+    share = shares.iloc[0]
     assert share[["noun", "adjective", "verb", "function"]].sum() == pytest.approx(1.0)
     assert share["noun"] == pytest.approx(2 / 5)
+    assert len(R.kept_share_figure(shares).axes) == 1
 
 
 def test_word_keep_stats_with_a_fake_masker():
