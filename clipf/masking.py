@@ -371,8 +371,13 @@ def syntax(
 
 
 # --------------------------------------------------------------------------- the trainer's tokenizer
-def _masker_options(fn: MaskerFn) -> list[str]:
+def masker_options(masker: str | MaskerFn | None) -> list[str]:
+    """The keyword options a masker takes (e.g. ``["table", "threshold", "missing", "fill"]``)."""
+    fn = masker if callable(masker) else get_masker(masker)
     return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+_masker_options = masker_options  # older name, used by clipf.train
 
 
 def _rank() -> int:

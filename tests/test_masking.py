@@ -146,6 +146,11 @@ def test_shuffle_permutes():
     assert in_order < 25  # ordered by chance: ~1/720 for 6 distinct tokens
 
 
+def test_masker_options():
+    assert M.masker_options("frequency") == ["table", "threshold", "missing", "fill"]
+    assert M.masker_options("syntax") == ["tagger", "fill"] and M.masker_options(M.block) == []
+
+
 def test_aliases_and_unknown_names():
     assert M.get_masker("simple") is M.block
     assert M.get_masker(None) is M.truncate and M.get_masker("None") is M.truncate
