@@ -164,7 +164,7 @@ def train_argv(
         argv += ["--val-data", src["val_data"]]
         if src.get("val_num_samples"):
             argv += ["--val-num-samples", str(src["val_num_samples"])]
-    argv += ["--logs", str(runs), "--name", f"{cell_name}/{phase}"]
+    argv += ["--logs-dir", str(runs), "--name", f"{cell_name}/{phase}"]
     if phase == "pretrain":
         if cell is None:
             raise ValueError("pretrain needs the cell (masker, text_tokens, image_mask, seed)")

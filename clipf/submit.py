@@ -1,10 +1,10 @@
-"""Launching: `torchrun` here or across a SLURM allocation, and ``clipf submit`` (papermill as a job).
+"""Launching: ``torchrun`` here or across a SLURM allocation, and ``clipf submit`` (papermill as a job).
 
 ``clipf submit NOTEBOOK -p key value ... --slurm '--partition gpu --time 24:00:00' --nodes 2
 --gpus-per-node 4 [--dry-run]`` writes an ``sbatch`` script that runs papermill on the notebook with
 the parameters (plus ``nnodes`` / ``nproc_per_node``). papermill runs once, on the batch host; the
 notebook's training cell calls :func:`launch_argv`, which inside a multi-node allocation starts one
-`torchrun` per node with ``srun`` and a c10d rendezvous at ``$MASTER_ADDR:$MASTER_PORT`` (set by the
+``torchrun`` per node with ``srun`` and a c10d rendezvous at ``$MASTER_ADDR:$MASTER_PORT`` (set by the
 script from ``$SLURM_JOB_NODELIST``), keyed by ``$SLURM_JOB_ID``.
 """
 
@@ -104,23 +104,9 @@ def launch_argv(
 
 
 def _torchrun() -> list[str]:
-    """torchrun, run by this interpreter through :func:`torchrun_main` (see there why)."""
-    return [sys.executable, "-m", "clipf.submit", "torchrun"]
-
-
-def torchrun_main(argv: Sequence[str]) -> None:
-    """`torchrun` with option abbreviation off.
-
-    torch's launcher parses with ``allow_abbrev=True`` and checks *every* argument, the training
-    script's included, against its own options, so open_clip_train's ``--logs`` dies as "ambiguous
-    option: --logs could match --logs-specs, --logs_specs". The same parser without abbreviations
-    passes the script's arguments through untouched.
-    """
-    from torch.distributed import run
-
-    parser = run.get_args_parser()
-    parser.allow_abbrev = False
-    run.run(parser.parse_args(list(argv)))
+    """This interpreter's ``torchrun`` script (same environment), else ``python -m torch.distributed.run``."""
+    script = Path(sys.executable).parent / "torchrun"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
 def _first_host(nodelist: str) -> str:
@@ -222,10 +208,6 @@ def _sbatch_options(slurm: str) -> list[str]:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["torchrun"]:
-        torchrun_main(argv[1:])
-        return 0
     parser = argparse.ArgumentParser(
         prog="clipf submit",
         description="Run a notebook with papermill as a SLURM batch job (torchrun across the allocation).",
@@ -297,7 +279,3 @@ def cli(argv: list[str] | None = None) -> int:
     path.write_text(script)
     print(f"wrote {path}")
     return subprocess.run(["sbatch", str(path)]).returncode
-
-
-if __name__ == "__main__":
-    raise SystemExit(cli())
