@@ -313,8 +313,43 @@ def epoch_accuracy(tidy, dataset: str | None = None, metric: str = "acc1"):
     return report.epoch_curves(rows[cols].to_dict("records"))
 
 
+def val_curves(cells: Mapping, runs: str | Path = "runs", metric: str = "val/image_to_text_R@1"):
+    """The trainer's own per-epoch evaluation on the held-out pairs (metrics.json ``val/...``), in %:
+    run, masker, text_tokens, image_mask, seed, epoch, value — accuracy over training at no extra cost."""
+    from clipf import report
+
+    recs = []
+    for name, cell in cells.items():
+        path = Path(runs, name, "pretrain")
+        if not (path / "metrics.json").exists():
+            continue
+        metrics = read_metrics(path)
+        if metric not in metrics:
+            continue
+        for epoch, value in metrics[["epoch", metric]].dropna().itertuples(index=False):
+            keys = ("masker", "text_tokens", "image_mask", "seed")
+            recs.append(
+                {"run": name, **{k: cell[k] for k in keys}, "epoch": int(epoch), "value": 100 * float(value)}
+            )
+    return report.epoch_curves(recs)
+
+
+COMPUTE_KEYS = (
+    "samples_per_second",
+    "samples_per_second_steady",
+    "train_seconds_total",
+    "samples_seen",
+    "text_tokens_seen",
+    "text_tokens_nonpad_seen",
+    "image_tokens_seen",
+    "image_tokens",
+    "world_size",
+)
+
+
 def run_compute(cells: Mapping, runs: str | Path = "runs"):
-    """Per pre-training run: samples/s, wall time and tokens seen (last record of metrics.json)."""
+    """Per pre-training run: throughput (mean samples/s over epochs), training time and tokens seen
+    (totals of the last metrics.json record)."""
     import pandas as pd
 
     rows = []
@@ -323,13 +358,12 @@ def run_compute(cells: Mapping, runs: str | Path = "runs"):
         if not (path / "metrics.json").exists():
             continue
         metrics = read_metrics(path)
-        last = metrics.iloc[-1].to_dict()
         row = {"run": name, **{k: cell[k] for k in ("masker", "text_tokens", "image_mask", "seed")}}
-        for key, value in last.items():
-            if isinstance(value, int | float) and key not in row and key != "epoch":
-                row[key] = float(value)
-        if "samples_per_second" in metrics:
-            row["samples_per_second"] = float(metrics["samples_per_second"].mean())
+        for key in COMPUTE_KEYS:
+            if key in metrics:
+                row[key] = float(
+                    metrics[key].mean() if key.startswith("samples_per") else metrics[key].iloc[-1]
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -147,3 +147,92 @@ def test_failed_stage_is_named_and_not_recorded(tmp_path: Path):
     assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"][f"finetune@{cell}"] == before
     status = run(repo, "dvc", "status", f"finetune@{cell}")
     assert f"finetune@{cell}" in status.stdout  # not up to date: the next repro runs it again
+
+
+# ---------------------------------------------------------------- the stage helpers (fast)
+
+
+def world_dir(tmp_path: Path) -> Path:
+    for split, sizes in (("train", {"00000.tar": 64, "00001.tar": 64}), ("val", {"00000.tar": 32})):
+        (tmp_path / "world" / split).mkdir(parents=True)
+        (tmp_path / "world" / split / "sizes.json").write_text(json.dumps(sizes))
+    return tmp_path / "world"
+
+
+def test_train_argv_for_both_phases(tmp_path: Path):
+    from clipf import study
+
+    cfg = profiles.resolve(profiles.load(REPO / "params.yaml"), "smoke")
+    cfg["data"]["dir"] = str(world_dir(tmp_path))
+    cell = profiles.make_cell("frequency", 6, 0.75, 1, 1e-3)
+    argv = study.train_argv(cfg, "pretrain", "c", cell, runs="R", options={"epochs": 3})
+    joined = " ".join(argv)
+    assert f"--train-data {tmp_path}/world/train/{{00000..00001}}.tar" in joined
+    assert "--train-num-samples 128" in joined and f"--val-data {tmp_path}/world/val/00000.tar" in joined
+    assert "--logs-dir R --name c/pretrain" in joined
+    assert "--reduction-mask frequency --text-tokens 6 --force-patch-dropout 0.75" in joined
+    assert "--freq-table data/freq.json --freq-threshold 0.001 --seed 1" in joined
+    assert "--epochs 3" in joined and "--epochs 1" not in joined
+    clip = study.train_argv(cfg, "pretrain", "b", profiles.make_cell("truncate", 32, 0.0, 0, None))
+    assert "--force-patch-dropout" not in clip and "--freq-table" not in clip
+    ft = " ".join(
+        study.train_argv(
+            cfg, "finetune", "c", {"seed": 1}, runs="R", pretrained="R/c/pretrain/checkpoints/epoch_1.pt"
+        )
+    )
+    assert "--finetune" in ft and "--pretrained R/c/pretrain/checkpoints/epoch_1.pt" in ft
+    assert "--model clipf-vit-micro" in ft and "--reduction-mask" not in ft and "--name c/finetune" in ft
+
+
+def test_shards_are_checked_by_name(tmp_path: Path):
+    from clipf import study
+
+    (tmp_path / "a-0.tar").write_bytes(b"")
+    assert study.check_shards(f"{tmp_path}/a-{{0..0}}.tar") == 1
+    with pytest.raises(study.StageError, match=r"shard not found: .*a-1.tar \(and 1 more of 3\)"):
+        study.check_shards(f"{tmp_path}/a-{{0..2}}.tar")
+
+
+def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
+    from clipf import study
+
+    rows = []
+    for ckpt, epochs, v in (("pretrain-epoch_1", 1, 0.1), ("pretrain", 2, 0.3), ("finetune", 3, 0.5)):
+        rows.append(
+            dict(
+                run="r",
+                masker="block",
+                text_tokens=8,
+                image_mask=0.75,
+                seed=0,
+                epochs=epochs,
+                checkpoint=ckpt,
+                dataset="d",
+                task="zeroshot_classification",
+                metric="acc1",
+                value=v,
+            )
+        )
+    curves = study.epoch_accuracy(pd.DataFrame(rows))
+    assert curves[["epoch", "value"]].values.tolist() == [[1, 10.0], [2, 30.0]]
+
+    run = tmp_path / "r" / "pretrain"
+    run.mkdir(parents=True)
+    recs = [
+        {
+            "epoch": e,
+            "samples_per_second": 10.0 * e,
+            "text_tokens_seen": 100 * e,
+            "val/image_to_text_R@1": 0.1 * e,
+        }
+        for e in (1, 2)
+    ]
+    (run / "metrics.json").write_text(json.dumps(recs))
+    cells = {"r": profiles.make_cell("block", 8, 0.75, 0, None)}
+    val = study.val_curves(cells, tmp_path)
+    assert val["value"].tolist() == pytest.approx([10.0, 20.0])
+    compute = study.run_compute(cells, tmp_path).iloc[0]
+    assert compute.samples_per_second == 15.0 and compute.text_tokens_seen == 200
+    assert study.planned_rows(pd.DataFrame(rows + [{**rows[0], "run": "stale"}]), cells)[
+        "run"
+    ].unique().tolist() == ["r"]
