@@ -192,7 +192,7 @@ class Plan:
         """The options of one masker: the --mask-option pairs it takes, the table and threshold."""
         from clipf import masking
 
-        allowed = masking._masker_options(masking.get_masker(masker))
+        allowed = masking.masker_options(masking.get_masker(masker))
         opts = {k: v for k, v in self.mask_options.items() if k in allowed}
         if masking.get_masker(masker) is masking.frequency:
             if self.freq_table is not None:
@@ -225,11 +225,10 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         oc = self.oc
         first = self.stages[0] if self.stages else None
-        from clipf import masking
 
         return {
             "model": self.model,
-            "masker": masking.ALIASES.get(first.masker, first.masker) if first else "none",
+            "masker": first.masker if first else "none",
             "masker_arg": self.masker_arg,
             "text_tokens": first.k if first else self.full_context,
             "text_context": self.train_context,
@@ -369,7 +368,10 @@ def make_plan(argv: Sequence[str]) -> Plan:
     from clipf import masking
 
     argv = [str(a) for a in argv]
-    ns, rest = clipf_parser().parse_known_args([a for a in argv if a != "--"])
+    try:
+        ns, rest = clipf_parser().parse_known_args([a for a in argv if a != "--"])
+    except SystemExit as exc:  # argparse printed its message
+        raise UsageError(f"bad clipf option (exit {exc.code})") from None
     notes: list[str] = []
     rest = _rewrite_warmup(rest, ns)
     if ns.logs_dir is not None:
@@ -446,6 +448,8 @@ def make_plan(argv: Sequence[str]) -> Plan:
             masking.get_masker(s.masker)
         except ValueError as exc:
             raise UsageError(f"--reduction-mask / --mask-schedule: {exc}") from None
+    stages = [Stage(s.start, masking.ALIASES.get(s.masker, s.masker), s.k) for s in stages]
+    for s in stages:
         if not MIN_TEXT_TOKENS <= s.k <= MAX_TEXT_TOKENS:
             raise UsageError(
                 f"K (text tokens) must be in [{MIN_TEXT_TOKENS}, {MAX_TEXT_TOKENS}] (start + end token + at "
@@ -471,7 +475,7 @@ def make_plan(argv: Sequence[str]) -> Plan:
     for key in ("table", "threshold"):
         if key in mask_options:
             raise UsageError(f"--mask-option {key}=...: use --freq-table / --freq-threshold")
-    takes = {o for s in stages for o in masking._masker_options(masking.get_masker(s.masker))}
+    takes = {o for s in stages for o in masking.masker_options(masking.get_masker(s.masker))}
     unknown = sorted(set(mask_options) - takes)
     if unknown:
         raise UsageError(
@@ -811,8 +815,18 @@ def count_and_continue(exn: BaseException) -> bool:
             with open(tmp, "w") as fh:
                 fh.write(str(n))
             os.replace(tmp, os.path.join(folder, f"r{rank}-p{pid}"))
-    logging.warning(f"clipf: skipped a bad record ({exn!r}); {n} skipped by this data process")
+    logging.warning(f"clipf: skipped a bad record ({_describe(exn)}); {n} skipped by this data process")
     return True
+
+
+def _describe(exn: BaseException) -> str:
+    """What went wrong, and where: webdataset's DecodingError carries the key and URL, not a message."""
+    where = [str(getattr(exn, a)) for a in ("url", "key", "k") if getattr(exn, a, None)]
+    cause = exn.__cause__
+    text = f"{type(exn).__name__}: {exn}" if str(exn) else type(exn).__name__
+    if cause is not None:
+        text += f" <- {type(cause).__name__}: {cause}"
+    return text + (f" [{' '.join(where)}]" if where else "")
 
 
 def _skip_total(folder: str | None, rank: int) -> int:

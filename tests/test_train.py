@@ -1,0 +1,465 @@
+"""clipf.train end to end on CPU: every masker through the real entrypoint, 2-process DDP (gloo),
+kill -9 and --resume latest, K-token -> 32-token fine-tuning, counted corrupt records, bad input.
+
+Runs are tiny (clipf-vit-micro, 32 px, 64 samples of batch 16, one thread): the point is behaviour.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from PIL import Image
+
+from clipf import export as E
+from clipf import models, train
+from clipf.freq import FreqTable
+
+torch.set_num_threads(1)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+PY = sys.executable
+WORDS = (
+    "a the of on in with near under photo picture small large red green blue yellow old young happy dog "
+    "cat car tree house bird boat man woman child river mountain beach city street table flower"
+).split()
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
+
+
+def write_shards(folder: Path, n_shards: int, per_shard: int, seed: int = 0) -> str:
+    """img2dataset-style shards (png, txt, json) + sizes.json; captions of 3-25 words."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for s in range(n_shards):
+        name = f"{s:05d}.tar"
+        with wds.TarWriter(str(folder / name)) as sink:
+            for i in range(per_shard):
+                color = rng.choice(list(COLORS))
+                img = np.zeros((32, 32, 3), np.uint8) + np.array(COLORS[color], np.uint8)
+                img[rng.integers(0, 16) :, : rng.integers(8, 32)] //= 2
+                buf = io.BytesIO()
+                Image.fromarray(img).save(buf, format="PNG")
+                words = [color, *rng.choice(WORDS, size=rng.integers(2, 24))]
+                sink.write(
+                    {
+                        "__key__": f"{s:05d}{i:04d}",
+                        "png": buf.getvalue(),
+                        "txt": " ".join(words),
+                        "json": {"i": i},
+                    }
+                )
+        sizes[name] = per_shard
+    (folder / "sizes.json").write_text(json.dumps(sizes))
+    return str(folder / f"{{00000..{n_shards - 1:05d}}}.tar")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("world")
+    train_spec = write_shards(root / "train", 4, 32)
+    write_shards(root / "val", 1, 32, seed=1)
+    table = root / "freq.json"
+    FreqTable(counts={w: 50 * (i + 1) for i, w in enumerate(WORDS)}, total=60000).save(table)
+    return {"train": train_spec, "val": str(root / "val" / "00000.tar"), "table": str(table), "root": root}
+
+
+def base_args(
+    world: dict, logs: Path, name: str | None, *extra: str, samples: int = 64, warmup: bool = True
+) -> list[str]:
+    return [
+        "--train-data", world["train"], "--train-num-samples", str(samples), "--dataset-type", "webdataset",
+        "--model", "clipf-vit-micro", "--batch-size", "16", "--epochs", "1", "--workers", "0",
+        "--precision", "fp32", "--logs", str(logs), *(["--name", name] if name else []),
+        *(["--warmup", "1"] if warmup else []), "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def ckpt_rows(path: Path) -> int:
+    return torch.load(path, weights_only=True)["state_dict"]["positional_embedding"].shape[0]
+
+
+@pytest.fixture(scope="module")
+def pretrained(world, tmp_path_factory) -> Path:
+    """A K=6 frequency-masked pre-training run with 75% image masking and a val set (eval at 32)."""
+    logs = tmp_path_factory.mktemp("runs")
+    argv = base_args(
+        world, logs, "k6/pretrain", "--reduction-mask", "frequency", "--text-tokens", "6",
+        "--mask-probability-file", world["table"], "--freq-threshold", "1e-3",
+        "--force-patch-dropout", "0.75", "--val-data", world["val"], "--val-num-samples", "32",
+    )  # fmt: skip
+    assert train.main(argv) == 0
+    return logs / "k6" / "pretrain"
+
+
+# --------------------------------------------------------------------------- every masker
+@pytest.mark.parametrize(
+    "masker", ["truncate", "block", "random", "shuffle", "syntax", "frequency", "simple"]
+)
+def test_pretrain_each_masker(world, tmp_path, masker):
+    extra = ["--mask-probability-file", world["table"]] if masker == "frequency" else []
+    argv = base_args(
+        world, tmp_path, f"{masker}/pretrain", "--reduction-mask", masker, "--text-tokens", "8", *extra
+    )
+    assert train.main(argv) == 0
+    run = tmp_path / masker / "pretrain"
+    cfg = read_json(run / "clipf.json")
+    assert cfg["masker"] == {"simple": "block"}.get(masker, masker)
+    assert (cfg["text_tokens"], cfg["text_context"], cfg["full_context_length"]) == (8, 8, 32)
+    assert (
+        cfg["model"] == "clipf-vit-micro" and cfg["epochs"] == 1 and cfg["seed"] == 0 and cfg["argv"] == argv
+    )
+    (rec,) = read_json(run / "metrics.json")
+    assert rec["epoch"] == 1 and rec["samples"] == 64 and rec["steps"] == 4
+    assert np.isfinite(rec["loss"]) and rec["samples_per_second"] > 0
+    assert rec["text_tokens_seen"] == 64 * 8 and 64 * 3 <= rec["text_tokens_nonpad_seen"] <= 64 * 8
+    assert rec["image_tokens_seen"] == 64 * (16 + 1) and rec["skipped_total"] == 0
+    assert ckpt_rows(run / "checkpoints" / "epoch_1.pt") == 8
+    assert read_json(run / "export" / E.CONFIG_NAME)["model_cfg"]["text_cfg"]["context_length"] == 32
+    assert list((run / "tensorboard").glob("events.*"))
+    log = (run / "out.log").read_text()
+    assert "ETA:" in log and "samples/s" in log and f"{cfg['masker']} masking, K=8" in log
+
+
+def test_pretrain_run_outputs(pretrained):
+    cfg = read_json(pretrained / "clipf.json")
+    assert cfg["masker"] == "frequency" and cfg["freq_threshold"] == 1e-3 and cfg["image_mask"] == 0.75
+    assert cfg["freq_table"].endswith("freq.json") and cfg["pos_extend"] == E.DEFAULT_POS_EXTEND
+    (rec,) = read_json(pretrained / "metrics.json")
+    assert rec["image_tokens"] == 1 + 4  # 16 patches, 75% dropped, + class token
+    # the val set was evaluated at full length by a 6-token tower: the eval copy was extended to 32
+    assert "val/clip_val_loss" in rec and np.isfinite(rec["val/clip_val_loss"])
+    assert ckpt_rows(pretrained / "checkpoints" / "epoch_1.pt") == 6
+
+
+def test_train_and_eval_tokenizers(world, tmp_path):
+    """Train captions are masked to K; val captions and zero-shot prompts stay at N = 32."""
+    plan = train.make_plan(
+        base_args(world, tmp_path, "tok", "--reduction-mask", "block", "--text-tokens", "4")
+        + ["--val-data", world["val"], "--val-num-samples", "32"]
+    )
+    plan.oc.logs = "none"  # no run folder
+    run = train.Run(plan)
+    train._ORIGINAL["get_tokenizer"] = __import__("open_clip").get_tokenizer
+    zero_shot = run.get_tokenizer("clipf-vit-micro", context_length=4)  # what open_clip_train asks for
+    assert zero_shot(["a photo of a golden retriever, a type of dog."]).shape == (1, 32)
+    import open_clip
+
+    _, pp_train, pp_val = open_clip.create_model_and_transforms("clipf-vit-micro")
+    plan.oc.rank, plan.oc.world_size, plan.oc.distributed = 0, 1, False
+    with train._swapped(run):  # the data pipeline runs with clipf's handlers in place
+        data = run.get_data(plan.oc, (pp_train, pp_val), tokenizer=zero_shot)
+        images, texts = next(iter(data["train"].dataloader))
+        _, val_texts = next(iter(data["val"].dataloader))
+    assert images.shape == (16, 3, 32, 32) and texts.shape == (16, 4)
+    assert val_texts.shape[1] == 32 and (val_texts[:, 4:] != 0).any()  # long captions kept whole
+
+
+# --------------------------------------------------------------------------- schedule
+def test_epoch_tokenizer_switches_and_pads():
+    from clipf.masking import MaskingTokenizer
+
+    tok = train.EpochTokenizer([0, 2], [MaskingTokenizer("truncate", 4), MaskingTokenizer("block", 6)], 6)
+    caption = ["one two three four five six seven eight nine ten eleven twelve"]
+    first = tok(caption)
+    assert first.shape == (1, 6) and (first[0, 4:] == 0).all()
+    tok.set_epoch(2)
+    assert tok(caption).shape == (1, 6) and (tok(caption)[0] != 0).all()
+    assert train.parse_schedule("0:frequency:8, 5:block", None, 8) == [
+        train.Stage(0, "frequency", 8),
+        train.Stage(5, "block", 8),
+    ]
+    assert train.parse_schedule("3:block:4", "random", 8)[0] == train.Stage(0, "random", 8)
+
+
+def test_mask_schedule_run(world, tmp_path):
+    argv = base_args(
+        world, tmp_path, "sched", "--mask-schedule", "0:frequency:4,1:block:6",
+        "--freq-table", world["table"], "--epochs", "2",
+    )  # fmt: skip
+    assert train.main(argv) == 0
+    recs = read_json(tmp_path / "sched" / "metrics.json")
+    assert [(r["masker"], r["text_tokens"], r["text_context"]) for r in recs] == [
+        ("frequency", 4, 6),
+        ("block", 6, 6),
+    ]
+    assert "zero-padded" in (tmp_path / "sched" / "out.log").read_text()
+
+
+# --------------------------------------------------------------------------- fine-tune and export
+def test_finetune_k_checkpoint_at_32(pretrained, world, tmp_path):
+    ckpt = pretrained / "checkpoints" / "epoch_1.pt"
+    argv = base_args(world, tmp_path, "k6/finetune", "--pretrained", str(ckpt), "--finetune", warmup=False)
+    assert train.main(argv) == 0
+    run = tmp_path / "k6" / "finetune"
+    cfg = read_json(run / "clipf.json")
+    assert cfg["finetune"] and cfg["masker"] == "none" and cfg["text_context"] == 32
+    assert cfg["lr"] == 1e-5 and cfg["lr_warmup_epochs"] == 0.1 and cfg["warmup"] == 0  # round(0.1 * 4)
+    assert cfg["image_mask"] == 0.0
+    (rec,) = read_json(run / "metrics.json")
+    assert rec["text_context"] == 32 and rec["image_tokens"] == 17
+    assert ckpt_rows(run / "checkpoints" / "epoch_1.pt") == 32
+
+
+def test_pretrained_load_extends_positions(pretrained):
+    import open_clip
+
+    ckpt = str(pretrained / "checkpoints" / "epoch_1.pt")
+    rows = torch.load(ckpt, weights_only=True)["state_dict"]["positional_embedding"]
+    with E.text_pos_resize("repeat"):
+        net = open_clip.create_model("clipf-vit-micro", pretrained=ckpt, force_context_length=32)
+    pos = net.positional_embedding.detach()
+    assert torch.equal(pos[:6], rows) and torch.equal(pos[6:], rows[-1:].expand(26, -1))
+    net = open_clip.create_model("clipf-vit-micro", pretrained=ckpt, force_context_length=32)
+    assert not torch.equal(net.positional_embedding.detach()[:6], rows)  # open_clip's interpolation
+
+
+EXPORT_CHECK = r"""
+import json, sys, open_clip, torch
+texts = ["a red dog", "a photo of a small red dog on the beach near the old house under a tree"]
+out = {}
+for name, d in json.loads(sys.argv[1]).items():
+    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + d)
+    tok = open_clip.get_tokenizer("local-dir:" + d)
+    ids = tok(texts)
+    with torch.no_grad():
+        feats = model.encode_text(ids)
+        img = model.encode_image(torch.zeros(1, 3, 32, 32))
+    out[name] = {"shape": list(ids.shape), "feats": feats.tolist(), "img": list(img.shape)}
+assert not [m for m in sys.modules if m.startswith("clipf")]
+print(json.dumps(out))
+"""
+
+
+def test_export_loads_with_open_clip_only(pretrained, tmp_path):
+    ckpt = pretrained / "checkpoints" / "epoch_1.pt"
+    dirs = {
+        "k": E.export(ckpt, "clipf-vit-micro", tmp_path / "k", "trained"),
+        "repeat": E.export(ckpt, "clipf-vit-micro", tmp_path / "repeat", 32, "repeat"),
+        "interpolate": E.export(ckpt, "clipf-vit-micro", tmp_path / "interpolate", 32, "interpolate"),
+        "auto": pretrained / "export",  # written by clipf.train at the end of the run
+    }
+    res = subprocess.run(
+        [PY, "-c", EXPORT_CHECK, json.dumps({k: str(v) for k, v in dirs.items()})],
+        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (
+        out["k"]["shape"] == [2, 6] and out["repeat"]["shape"] == [2, 32] and out["auto"]["shape"] == [2, 32]
+    )
+    assert all(o["img"] == [1, 64] for o in out.values())
+    short = [np.array(out[m]["feats"][0]) for m in ("k", "repeat", "interpolate", "auto")]
+    # "a red dog" (5 tokens with start/end) is encoded exactly as the 6-token tower encodes it
+    assert np.allclose(short[0], short[1], atol=1e-5) and np.allclose(short[1], short[3], atol=1e-6)
+    assert not np.allclose(short[0], short[2], atol=1e-4)
+    meta = read_json(dirs["repeat"] / E.CONFIG_NAME)
+    assert (
+        meta["clipf"]["trained_context_length"] == 6 and meta["model_cfg"]["vision_cfg"]["patch_dropout"] == 0
+    )
+
+
+def test_export_cli(pretrained, tmp_path):
+    from clipf.cli import main as clipf_main
+
+    ckpt = str(pretrained / "checkpoints" / "epoch_1.pt")
+    assert clipf_main(["export", ckpt, "--out", str(tmp_path / "e"), "--pos-extend", "interpolate"]) == 0
+    meta = read_json(tmp_path / "e" / E.CONFIG_NAME)["clipf"]
+    assert meta == {**meta, "model": "clipf-vit-micro", "context_length": 32, "pos_extend": "interpolate"}
+    assert clipf_main(["export", ckpt, "--out", str(tmp_path / "k"), "--context-length", "trained"]) == 0
+    assert read_json(tmp_path / "k" / E.CONFIG_NAME)["model_cfg"]["text_cfg"]["context_length"] == 6
+    assert clipf_main(["export", str(tmp_path / "nope.pt"), "--model", "clipf-vit-micro"]) == 2
+
+
+# --------------------------------------------------------------------------- distributed
+def test_ddp_two_processes_gloo(world, tmp_path):
+    cmd = [
+        str(Path(PY).with_name("torchrun")), "--standalone", "--nproc_per_node", "2", "-m", "clipf.train",
+        *base_args(world, tmp_path, "ddp", "--reduction-mask", "random", "--text-tokens", "6"),
+    ]  # fmt: skip
+    cmd[cmd.index("--logs")] = "--logs-dir"  # torchrun's parser rejects --logs (ambiguous with --logs-specs)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    (rec,) = read_json(tmp_path / "ddp" / "metrics.json")
+    assert rec["world_size"] == 2 and rec["samples"] == 64 and rec["steps"] == 2  # 2 ranks x 2 x 16
+    assert "Running in distributed mode" in (tmp_path / "ddp" / "out.log").read_text()
+    assert (tmp_path / "ddp" / "export" / E.WEIGHTS_NAME).is_file()
+
+
+# --------------------------------------------------------------------------- kill -9 and resume
+def test_kill_and_resume(world, tmp_path):
+    args = base_args(
+        world, tmp_path, "run", "--epochs", "3", "--dataset-resampled", "--reduction-mask", "block",
+        "--text-tokens", "6", "--resume", "latest", samples=640,
+    )  # fmt: skip
+    ckpts = tmp_path / "run" / "checkpoints"
+    proc = subprocess.Popen(
+        [PY, "-m", "clipf.train", *args], env=ENV, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not (ckpts / "epoch_1.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "first checkpoint never appeared"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid epoch 2
+    proc.wait()
+    assert sorted(p.name for p in ckpts.glob("*.pt")) == ["epoch_1.pt"]
+    assert train.main(args) == 0  # --resume latest: continue
+    assert sorted(p.name for p in ckpts.glob("*.pt")) == ["epoch_1.pt", "epoch_2.pt", "epoch_3.pt"]
+    log = (tmp_path / "run" / "out.log").read_text()
+    assert "resuming checkpoint" in log and "epoch_1.pt" in log
+    recs = read_json(tmp_path / "run" / "metrics.json")
+    launches = read_json(tmp_path / "run" / "clipf.json")["launches"]
+    assert [r["epoch"] for r in recs] == [1, 2, 3] and [x["start_epoch"] for x in launches] == [0, 1]
+    assert recs[-1]["samples_seen"] == 3 * 640
+
+    # the uninterrupted run: same schedule and optimizer state (data order and masks are random)
+    ref_args = ["ref" if a == "run" else a for a in args]
+    assert train.main(ref_args) == 0  # --resume latest with nothing to resume: starts from scratch
+    assert "No latest resume checkpoint found" in (tmp_path / "ref" / "out.log").read_text()
+    ref = read_json(tmp_path / "ref" / "metrics.json")
+    assert [r["lr"] for r in recs] == pytest.approx([r["lr"] for r in ref], rel=1e-9)
+    final = [
+        torch.load(p / "checkpoints" / "epoch_3.pt", weights_only=True)
+        for p in (tmp_path / "run", tmp_path / "ref")
+    ]
+    steps = [{int(s["step"]) for s in c["optimizer"]["state"].values()} for c in final]
+    assert steps[0] == steps[1] == {3 * 40}
+
+
+def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "epoch_1.pt"
+    train.atomic_save({"a": torch.ones(3)}, str(target))
+    real_save = torch.save
+
+    def dying_save(obj, f, *a, **k):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train.atomic_save({"a": torch.zeros(3)}, str(target))
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.equal(torch.load(target)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pt"]
+
+
+# --------------------------------------------------------------------------- corrupt data
+def test_corrupt_shards_are_skipped_and_counted(world, tmp_path):
+    src = Path(world["root"]) / "train"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(2):
+        (bad / f"{i:05d}.tar").write_bytes((src / f"{i:05d}.tar").read_bytes())
+    whole = (src / "00002.tar").read_bytes()
+    (bad / "00002.tar").write_bytes(whole[: len(whole) // 2 + 100])  # truncated mid-file
+    with wds.TarWriter(str(bad / "00003.tar")) as sink:
+        for i in range(4):
+            sink.write({"__key__": f"bad{i}", "png": b"not an image", "txt": "a red dog"})
+        sink.write({"__key__": "nocaption", "png": (src / "00000.tar").read_bytes()[:10]})
+    (bad / "sizes.json").write_text(json.dumps({f"{i:05d}.tar": 32 for i in range(4)}))
+    spec = str(bad / "{00000..00003}.tar")
+    argv = base_args({**world, "train": spec}, tmp_path, "bad", "--workers", "2")
+    assert train.main(argv) == 0
+    (rec,) = read_json(tmp_path / "bad" / "metrics.json")
+    assert rec["skipped"] >= 5 and rec["skipped_total"] == rec["skipped"] and rec["samples"] == 64
+    log = (tmp_path / "bad" / "out.log").read_text()
+    assert "clipf: skipped a bad record" in log and "bad0 png" in log
+    assert f"skipped {rec['skipped']} bad records" in log
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def other_arch_ckpt(tmp_path_factory) -> str:
+    import open_clip
+
+    models.register()
+    path = tmp_path_factory.mktemp("other") / "tiny.pt"
+    net = open_clip.create_model("clipf-vit-tiny")
+    torch.save({"epoch": 1, "state_dict": net.state_dict()}, path)
+    return str(path)
+
+
+BAD = {
+    "unknown masker": (["--reduction-mask", "frequenzy", "--text-tokens", "8"], "unknown masker"),
+    "K < 3": (["--reduction-mask", "block", "--text-tokens", "2"], "must be in [3, 77]"),
+    "K > 77": (["--reduction-mask", "block", "--text-tokens", "78"], "must be in [3, 77]"),
+    "K > N": (["--text-tokens", "40"], "exceeds the full context length N=32"),
+    "no table": (["--reduction-mask", "frequency", "--text-tokens", "8"], "word-frequency table"),
+    "missing table": (["--reduction-mask", "frequency", "--freq-table", "/no/such.json"], "no such file"),
+    "text dropout": (["--force-text-dropout", "1.0"], "must be in [0, 1)"),
+    "dropout vs K": (["--force-text-dropout", "0.75", "--text-tokens", "6"], "disagree"),
+    "schedule": (["--mask-schedule", "0:block:8,x:random"], "EPOCH and K must be integers"),
+    "mask option": (["--reduction-mask", "block", "--mask-option", "fil=tokens"], "fil"),
+    "objective": (["--objective", "clipp"], "bad clipf option"),
+    "option typo": (["--epocs", "3"], "open_clip_train rejected"),
+    "model": (["--model", "ViT-B-17"], "did you mean"),
+    "shards": (["--train-data", "/no/such/{00000..00003}.tar"], "4 of 4 shards do not exist"),
+    "resume nameless": (["--resume", "latest"], "needs --name"),
+    "resume missing": (["--resume", "/no/such/epoch_3.pt"], "no such checkpoint"),
+    "finetune": (["--finetune"], "needs --pretrained"),
+    "finetune masked": (["--finetune", "--text-tokens", "8"], "drop the text-masking options"),
+    "context": (["--text-tokens", "8", "--force-context-length", "8"], "use --text-tokens"),
+    "pretrained tag": (["--pretrained", "laion2b"], "no such file, nor a pretrained tag"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_fails_before_training(world, tmp_path, capsys, case):
+    extra, message = BAD[case]
+    argv = base_args(world, tmp_path, None if case == "resume nameless" else "bad", *extra)
+    assert train.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_bad_pretrained_architecture(world, tmp_path, capsys, other_arch_ckpt):
+    from clipf.cli import main as clipf_main
+
+    argv = ["train", *base_args(world, tmp_path, "ft", "--pretrained", other_arch_ckpt)]
+    assert clipf_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is not a checkpoint of --model clipf-vit-micro" in err and "of another shape" in err
+
+
+def test_existing_run_needs_resume(world, tmp_path, capsys):
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "out.log").write_text("")
+    assert train.main(base_args(world, tmp_path, "done")) == 2
+    assert "--resume latest to continue it" in capsys.readouterr().err
+
+
+def test_warmup_fraction_and_help(world, tmp_path, capsys):
+    plan = train.make_plan(base_args(world, tmp_path, "w", "--warmup", "0.25") + ["--text-tokens", "8"])
+    assert plan.warmup_epochs == 0.25 and plan.stages == [train.Stage(0, "truncate", 8)]
+    assert "--force-context-length" in plan.oc_argv and plan.oc.force_context_length == 8
+    assert train.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--reduction-mask" in out and "--train-num-samples" in out
+
+
+def test_models_registered():
+    import open_clip
+
+    names = models.register()
+    assert (
+        {"clipf-vit-tiny", "clipf-vit-tiny-64", "clipf-vit-micro"}
+        <= set(names)
+        <= set(open_clip.list_models())
+    )
+    tiny = open_clip.create_model("clipf-vit-tiny")
+    assert 5e6 < sum(p.numel() for p in tiny.parameters()) < 15e6
+    assert tiny.context_length == 32 and tiny.visual.image_size == (32, 32)
