@@ -1,0 +1,371 @@
+"""clipf.evaluate: CLIP_benchmark end to end on a tiny model over generated evaluation sets
+(classification and retrieval), the tidy table against the raw JSON, caching, bad input, and the
+stock ``clip_benchmark`` CLI on an export."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from clipf import evaluate as ev
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
+
+
+def png(rgb, seed: int, size: int = 32) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    arr = np.clip(np.array(rgb)[None, None] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_shards(folder: Path, samples: list[dict], nshards: int = 1) -> None:
+    import webdataset as wds
+
+    (folder / "test").mkdir(parents=True, exist_ok=True)
+    for s in range(nshards):
+        with wds.TarWriter(str(folder / "test" / f"{s}.tar")) as sink:
+            for i, sample in enumerate(samples[s::nshards]):
+                sink.write({"__key__": f"s{s:02d}{i:05d}", **sample})
+    (folder / "test" / "nshards.txt").write_text(f"{nshards}\n")
+
+
+def classification_set(folder: Path, per_class: int = 3, nshards: int = 2) -> Path:
+    names = list(COLORS)
+    samples = [
+        {"png": png(COLORS[c], 10 * i + j), "cls": str(i).encode()}
+        for i, c in enumerate(names)
+        for j in range(per_class)
+    ]
+    write_shards(folder, samples, nshards)
+    (folder / "classnames.txt").write_text("\n".join(names) + "\n")
+    (folder / "zeroshot_classification_templates.txt").write_text("a photo of a {c} square.\na {c} thing.\n")
+    return folder
+
+
+def retrieval_set(folder: Path, n: int = 12) -> Path:
+    names = list(COLORS)
+    samples = [
+        {
+            "png": png(COLORS[names[i % len(names)]], 100 + i),
+            "txt": f"a {names[i % len(names)]} square\na picture that is {names[i % len(names)]}".encode(),
+        }
+        for i in range(n)
+    ]
+    write_shards(folder, samples, 1)
+    (folder / "dataset_type.txt").write_text("retrieval\n")
+    return folder
+
+
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised clipf-vit-micro as an open_clip_train checkpoint."""
+    import open_clip
+
+    from clipf import models
+
+    models.register()
+    torch.manual_seed(seed)
+    model = open_clip.create_model("clipf-vit-micro")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 1, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def tiny_run(runs: Path, name: str = "frequency-k8-m75-t1e-3-s0", seed: int = 0) -> Path:
+    """A run folder as clipf.train leaves it: pretrain/ and finetune/ with checkpoints, clipf.json, export/."""
+    from clipf import export
+
+    run = runs / name
+    for phase, cfg in (
+        ("pretrain", {"masker": "frequency", "text_tokens": 8, "image_mask": 0.75, "epochs": 2}),
+        ("finetune", {"masker": "none", "text_tokens": 32, "image_mask": 0.0, "epochs": 1}),
+    ):
+        cfg = {
+            **cfg,
+            "model": "clipf-vit-micro",
+            "seed": seed,
+            "freq_threshold": 1e-3,
+            "pos_extend": "repeat",
+        }
+        ckpt = tiny_checkpoint(run / phase / "checkpoints" / f"epoch_{cfg['epochs']}.pt", seed + len(phase))
+        (run / phase / "clipf.json").write_text(json.dumps(cfg))
+        export.export(ckpt, "clipf-vit-micro", run / phase / "export", verify=False)
+    return run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    classification_set(root / "eval" / "colors")
+    retrieval_set(root / "eval" / "captions")
+    return root
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, world):
+    """One run, both checkpoints, both sets: evaluated once for the module."""
+    runs = tmp_path_factory.mktemp("runs")
+    run = tiny_run(runs)
+    df = ev.evaluate_run(run, world=world, num_workers=0, threads=1)
+    return runs, run, df
+
+
+FAST = {"num_workers": 0, "threads": 1}
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def test_discover_world_sets(world):
+    assert ev.discover(world / "eval") == ["wds/captions", "wds/colors"]
+    assert ev.discover(world / "eval" / "colors") == ["wds/colors"]
+    spec = ev.check_dataset("wds/captions", str(world / "eval"))
+    assert spec.task == "zeroshot_retrieval" and spec.root == world / "eval" / "captions"
+    template = ev.check_dataset("wds/colors", str(world / "eval" / "{dataset}"))
+    assert template.task == "zeroshot_classification" and template.root == world / "eval" / "colors"
+
+
+def test_evaluate_run_writes_clip_benchmark_json(evaluated):
+    runs, run, df = evaluated
+    assert sorted(df.attrs["computed"]) == sorted(
+        (c, d) for c in ("pretrain", "finetune") for d in ("wds/captions", "wds/colors")
+    )
+    for ckpt in ("pretrain", "finetune"):
+        cls = json.loads((run / "eval" / ckpt / "wds_colors.json").read_text())
+        assert cls["task"] == "zeroshot_classification" and cls["dataset"] == "wds/colors"
+        assert set(cls["metrics"]) == {"acc1", "acc5", "mean_per_class_recall"}
+        assert 0 <= cls["metrics"]["acc1"] <= 1
+        ret = json.loads((run / "eval" / ckpt / "wds_captions.json").read_text())
+        assert ret["task"] == "zeroshot_retrieval"
+        assert {f"image_retrieval_recall@{k}" for k in (1, 5, 10)} <= set(ret["metrics"])
+        r = [ret["metrics"][f"text_retrieval_recall@{k}"] for k in (1, 5, 10)]
+        assert 0 <= r[0] <= r[1] <= r[2] <= 1
+        assert cls["clipf"]["text_context_length"] == 32  # evaluation text at the full context
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert set(summary) == {"pretrain", "finetune"}
+    raw = json.loads((run / "eval" / "pretrain" / "wds_colors.json").read_text())
+    assert summary["pretrain"]["wds/colors"]["acc1"] == raw["metrics"]["acc1"]
+
+
+def test_tidy_table_matches_raw_json(evaluated, tmp_path):
+    runs, run, df = evaluated
+    out = tmp_path / "results.csv"
+    tidy = ev.collect(runs, out)
+    assert list(tidy.columns) == ev.COLUMNS + ev.EXTRA_COLUMNS
+    on_disk = pd.read_csv(out)
+    assert list(on_disk.columns) == list(tidy.columns) and len(on_disk) == len(tidy)
+    assert len(pd.read_parquet(out.with_suffix(".parquet"))) == len(tidy)
+    n = 0
+    for path in sorted((run / "eval").glob("*/*.json")):
+        raw = json.loads(path.read_text())
+        for metric, value in raw["metrics"].items():
+            rows = tidy[
+                (tidy.checkpoint == path.parent.name)
+                & (tidy.dataset == raw["dataset"])
+                & (tidy.metric == metric)
+            ]
+            if math.isnan(value):  # acc5 of a 4-class set
+                assert rows.empty
+                continue
+            assert len(rows) == 1 and rows.value.iloc[0] == pytest.approx(value)
+            assert rows.task.iloc[0] == raw["task"]
+            n += 1
+    assert n == len(tidy)
+    pre = tidy[tidy.checkpoint == "pretrain"].iloc[0]
+    assert (pre.run, pre.masker, pre.text_tokens, pre.image_mask, pre.seed, pre.epochs) == (
+        run.name,
+        "frequency",
+        8,
+        0.75,
+        0,
+        2,
+    )
+    assert tidy.finetune_epochs.eq(1).all() and tidy.model.eq("clipf-vit-micro").all()
+    # the API's frame holds the same rows
+    merged = df.merge(tidy, on=["checkpoint", "dataset", "metric"], suffixes=("", "_t"))
+    assert len(merged) == len(df) == len(tidy)
+    assert np.allclose(merged.value, merged.value_t)
+
+
+def test_cached_then_recomputed_on_new_weights(evaluated, world):
+    runs, run, _ = evaluated
+    target = run / "eval" / "finetune" / "wds_colors.json"
+    before = {p: p.stat().st_mtime_ns for p in (run / "eval").glob("*/*.json")}
+    again = ev.evaluate_run(run, world=world, **FAST)
+    assert again.attrs["computed"] == [] and len(again.attrs["cached"]) == 4
+    assert {p: p.stat().st_mtime_ns for p in (run / "eval").glob("*/*.json")} == before
+    # a new fine-tune export (other weights): only its two results are recomputed
+    from clipf import export
+
+    ckpt = tiny_checkpoint(run / "finetune" / "checkpoints" / "epoch_1.pt", seed=123)
+    export.export(ckpt, "clipf-vit-micro", run / "finetune" / "export", verify=False)
+    old = json.loads(target.read_text())
+    third = ev.evaluate_run(run, "finetune", ["wds/colors"], world / "eval", **FAST)
+    assert third.attrs["computed"] == [("finetune", "wds/colors")]
+    new = json.loads(target.read_text())
+    assert new["clipf"]["checkpoint_sha256"] != old["clipf"]["checkpoint_sha256"]
+    assert (run / "eval" / "pretrain" / "wds_colors.json").stat().st_mtime_ns == before[
+        run / "eval" / "pretrain" / "wds_colors.json"
+    ]
+
+
+def test_epoch_checkpoint_is_exported_then_evaluated(tmp_path, world):
+    run = tiny_run(tmp_path / "runs")
+    ckpt = run / "pretrain" / "checkpoints" / "epoch_2.pt"
+    df = ev.evaluate_run(run, str(ckpt), ["wds/colors"], world / "eval", **FAST)
+    assert df.attrs["computed"] == [("pretrain-epoch_2", "wds/colors")]
+    dump = json.loads((run / "eval" / "pretrain-epoch_2" / "wds_colors.json").read_text())
+    # the .pt holds the same weights as the pretrain export: same numbers
+    export_df = ev.evaluate_run(run, "pretrain", ["wds/colors"], world / "eval", **FAST)
+    acc = export_df.set_index("metric").value
+    assert dump["metrics"]["acc1"] == pytest.approx(acc["acc1"])
+    assert dump["clipf"]["weights_sha256"] == ev.file_sha256(ckpt)
+    assert not list((run / "eval" / "pretrain-epoch_2").glob("*/"))  # the temporary export is gone
+    assert "pretrain-epoch_2" not in json.loads((run / "eval" / "summary.json").read_text())
+
+
+def test_cli_eval_and_collect(evaluated, world, tmp_path, capsys):
+    runs, run, _ = evaluated
+    rc = ev.cli([str(run), "--world", str(world), "--datasets", "wds/colors", "--num-workers", "0"])
+    assert rc == 0
+    assert "0 evaluated, 2 cached" in capsys.readouterr().out
+    out = tmp_path / "t" / "results.csv"
+    from clipf.cli import main
+
+    assert main(["eval", "collect", "--runs", str(runs), "--out", str(out)]) == 0
+    assert pd.read_csv(out).run.unique().tolist() == [run.name]
+
+
+def test_stock_clip_benchmark_cli_on_export(evaluated, world, tmp_path):
+    """Plain clip_benchmark (no clipf import) on a run's export gives the numbers clipf eval wrote."""
+    runs, run, _ = evaluated
+    out = tmp_path / "{dataset}.json"
+    bindir = Path(sys.executable).parent
+    cmd = [str(bindir / "clip_benchmark"), "eval", "--model_type", "open_clip"]
+    cmd += ["--model", f"local-dir:{run / 'pretrain' / 'export'}", "--pretrained", ""]
+    cmd += ["--dataset", "wds/colors", "--dataset_root", str(world / "eval" / "{dataset}")]
+    cmd += ["--task", "zeroshot_classification", "--batch_size", "64", "--num_workers", "0", "--no_amp"]
+    cmd += ["--output", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stock = json.loads((tmp_path / "colors.json").read_text())
+    ours = json.loads((run / "eval" / "pretrain" / "wds_colors.json").read_text())
+    for key in ("dataset", "task", "language"):
+        assert stock[key] == ours[key]
+    for metric in ("acc1", "mean_per_class_recall"):
+        assert stock["metrics"][metric] == pytest.approx(ours["metrics"][metric])
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def expect_error(match: str, *args, **kwargs):
+    with pytest.raises(ev.EvalError, match=match):
+        ev.evaluate_run(*args, **{**FAST, **kwargs})
+
+
+def test_unfinished_run_is_named(tmp_path, world):
+    run = tmp_path / "runs" / "cell"
+    tiny_checkpoint(run / "pretrain" / "checkpoints" / "epoch_1.pt")
+    expect_error(r"pretrain/export: no export .*epoch_1\.pt", run, "pretrain", None, world / "eval")
+    expect_error(r"finetune: no such phase", run, "finetune", None, world / "eval")
+    expect_error(r"no such run folder", tmp_path / "nope", "pretrain", None, world / "eval")
+    assert not (run / "eval").exists()
+
+
+def test_truncated_safetensors_is_named(tmp_path, world):
+    run = tiny_run(tmp_path / "runs")
+    weights = run / "pretrain" / "export" / ev.WEIGHTS_NAME
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    expect_error(r"open_clip_model\.safetensors: corrupt or truncated", run, "pretrain", None, world / "eval")
+    (run / "finetune" / "export" / ev.CONFIG_NAME).write_text("{not json")
+    expect_error(r"open_clip_config\.json: not an open_clip config", run, "finetune", None, world / "eval")
+
+
+def test_bad_eval_sets_are_named_before_loading(tmp_path, world, monkeypatch):
+    import clip_benchmark.models
+
+    def no_load(*a, **k):
+        raise AssertionError("the model must not be loaded for a bad dataset")
+
+    monkeypatch.setattr(clip_benchmark.models, "load_clip", no_load)
+    run = tmp_path / "runs" / "r"
+    (run / "pretrain").mkdir(parents=True)
+    shutil.copytree(world / "eval", tmp_path / "eval")
+    root = tmp_path / "eval"
+    (root / "colors" / "classnames.txt").unlink()
+    expect_error(r"colors/classnames\.txt: missing", run, "pretrain", ["wds/colors"], root)
+    classification_set(root / "colors")
+    (root / "colors" / "zeroshot_classification_templates.txt").unlink()
+    expect_error(r"zeroshot_classification_templates\.txt: missing", run, "pretrain", ["wds/colors"], root)
+    with tarfile.open(root / "captions" / "test" / "0.tar", "w"):
+        pass  # an empty shard
+    expect_error(r"captions/test/0\.tar: empty shard", run, "pretrain", ["wds/captions"], root)
+    (root / "captions" / "test" / "nshards.txt").unlink()
+    expect_error(r"nshards\.txt: missing", run, "pretrain", ["wds/captions"], root)
+
+
+def test_missing_real_dataset_fails_early_without_download(tmp_path, monkeypatch):
+    import clip_benchmark.datasets.builder as builder
+
+    def no_call(*a, **k):
+        raise AssertionError("no download attempt")
+
+    monkeypatch.setattr(builder, "call", no_call)
+    run = tmp_path / "runs" / "r"
+    (run / "pretrain").mkdir(parents=True)
+    for name, layout in (
+        ("imagenet1k", "meta.bin"),
+        ("cifar10", "cifar-10-batches-py"),
+        ("mscoco_captions", "coco_test_karpathy.json"),
+        ("flickr30k", "flickr30k_test_karpathy.txt"),
+    ):
+        expect_error(rf"{name}: not found .*{layout}.*never downloads", run, "pretrain", [name], tmp_path)
+    expect_error(r"imagenet1k: no --dataset-root", run, "pretrain", ["imagenet1k"], None)
+    rc = ev.cli([str(run), "--datasets", "cifar100", "--dataset-root", str(tmp_path / "none")])
+    assert rc == 2
+
+
+def test_real_dataset_layout_is_found_under_root(tmp_path):
+    root = tmp_path / "data"
+    (root / "cifar10" / "cifar-10-batches-py").mkdir(parents=True)
+    spec = ev.check_dataset("cifar10", str(root))
+    assert spec.root == root / "cifar10" and spec.task == "zeroshot_classification"
+    (root / "flickr30k").mkdir()
+    (root / "flickr30k" / "flickr30k_test_karpathy.txt").write_text("")
+    assert ev.check_dataset("flickr30k", str(root / "{dataset}")).task == "zeroshot_retrieval"
+
+
+def test_collect_never_half_writes(evaluated, tmp_path, monkeypatch):
+    runs, _, _ = evaluated
+    out = tmp_path / "results.csv"
+    out.write_text("old\n")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", boom)
+    with pytest.raises(OSError, match="disk full"):
+        ev.collect(runs, out)
+    assert out.read_text() == "old\n" and not out.with_suffix(".parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]  # no temporary left
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ev.EvalError, match="no CLIP_benchmark results"):
+        ev.collect(tmp_path / "empty")
