@@ -214,89 +214,22 @@ def test_finetune_k_checkpoint_at_32(pretrained, world, tmp_path):
     assert ckpt_rows(run / "checkpoints" / "epoch_1.pt") == 32
 
 
-def test_pretrained_load_extends_positions(pretrained):
+def test_run_export_evaluates_at_32(pretrained):
+    """RUN/export (written at the end of training) holds the trained 6-token tower at 32 tokens."""
     import open_clip
 
-    ckpt = str(pretrained / "checkpoints" / "epoch_1.pt")
-    rows = torch.load(ckpt, weights_only=True)["state_dict"]["positional_embedding"]
-    with E.text_pos_resize("repeat"):
-        net = open_clip.create_model("clipf-vit-micro", pretrained=ckpt, force_context_length=32)
-    pos = net.positional_embedding.detach()
-    assert torch.equal(pos[:6], rows) and torch.equal(pos[6:], rows[-1:].expand(26, -1))
-    net = open_clip.create_model("clipf-vit-micro", pretrained=ckpt, force_context_length=32)
-    assert not torch.equal(net.positional_embedding.detach()[:6], rows)  # open_clip's interpolation
-
-
-EXPORT_CHECK = r"""
-import json, sys, open_clip, torch
-texts = ["a red dog", "a photo of a small red dog on the beach near the old house under a tree"]
-out = {}
-for name, d in json.loads(sys.argv[1]).items():
-    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + d)
-    tok = open_clip.get_tokenizer("local-dir:" + d)
-    ids = tok(texts)
+    model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{pretrained / 'export'}")
+    tok = open_clip.get_tokenizer(f"local-dir:{pretrained / 'export'}")
+    short, long = "a red dog", "a photo of a small red dog on the beach near the old house under a tree"
+    with E.text_pos_resize("repeat"):  # the checkpoint itself, at its own 6 tokens
+        k6 = open_clip.create_model(
+            "clipf-vit-micro", pretrained=str(pretrained / "checkpoints" / "epoch_1.pt")
+        )
+    assert tok([short, long]).shape == (2, 32) and k6.context_length == 6
     with torch.no_grad():
-        feats = model.encode_text(ids)
-        img = model.encode_image(torch.zeros(1, 3, 32, 32))
-    out[name] = {"shape": list(ids.shape), "feats": feats.tolist(), "img": list(img.shape)}
-assert not [m for m in sys.modules if m.startswith("clipf")]
-print(json.dumps(out))
-"""
-
-
-def test_export_loads_with_open_clip_only(pretrained, tmp_path):
-    ckpt = pretrained / "checkpoints" / "epoch_1.pt"
-    dirs = {
-        "k": E.export(ckpt, "clipf-vit-micro", tmp_path / "k", "trained"),
-        "repeat": E.export(ckpt, "clipf-vit-micro", tmp_path / "repeat", 32, "repeat"),
-        "interpolate": E.export(ckpt, "clipf-vit-micro", tmp_path / "interpolate", 32, "interpolate"),
-        "auto": pretrained / "export",  # written by clipf.train at the end of the run
-    }
-    res = subprocess.run(
-        [PY, "-c", EXPORT_CHECK, json.dumps({k: str(v) for k, v in dirs.items()})],
-        capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (
-        out["k"]["shape"] == [2, 6] and out["repeat"]["shape"] == [2, 32] and out["auto"]["shape"] == [2, 32]
-    )
-    assert all(o["img"] == [1, 64] for o in out.values())
-    short = [np.array(out[m]["feats"][0]) for m in ("k", "repeat", "interpolate", "auto")]
-    # "a red dog" (5 tokens with start/end) is encoded exactly as the 6-token tower encodes it
-    assert np.allclose(short[0], short[1], atol=1e-5) and np.allclose(short[1], short[3], atol=1e-6)
-    assert not np.allclose(short[0], short[2], atol=1e-4)
-    meta = read_json(dirs["repeat"] / E.CONFIG_NAME)
-    assert (
-        meta["clipf"]["trained_context_length"] == 6 and meta["model_cfg"]["vision_cfg"]["patch_dropout"] == 0
-    )
-
-
-def test_export_cli(pretrained, tmp_path):
-    from clipf.cli import main as clipf_main
-
-    ckpt = str(pretrained / "checkpoints" / "epoch_1.pt")
-    assert clipf_main(["export", ckpt, "--out", str(tmp_path / "e"), "--pos-extend", "interpolate"]) == 0
-    meta = read_json(tmp_path / "e" / E.CONFIG_NAME)["clipf"]
-    assert meta == {**meta, "model": "clipf-vit-micro", "context_length": 32, "pos_extend": "interpolate"}
-    assert clipf_main(["export", ckpt, "--out", str(tmp_path / "k"), "--context-length", "trained"]) == 0
-    assert read_json(tmp_path / "k" / E.CONFIG_NAME)["model_cfg"]["text_cfg"]["context_length"] == 6
-    assert clipf_main(["export", str(tmp_path / "nope.pt"), "--model", "clipf-vit-micro"]) == 2
-
-
-# --------------------------------------------------------------------------- distributed
-def test_ddp_two_processes_gloo(world, tmp_path):
-    cmd = [
-        str(Path(PY).with_name("torchrun")), "--standalone", "--nproc_per_node", "2", "-m", "clipf.train",
-        *base_args(world, tmp_path, "ddp", "--reduction-mask", "random", "--text-tokens", "6"),
-    ]  # fmt: skip
-    cmd[cmd.index("--logs")] = "--logs-dir"  # torchrun's parser rejects --logs (ambiguous with --logs-specs)
-    res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    (rec,) = read_json(tmp_path / "ddp" / "metrics.json")
-    assert rec["world_size"] == 2 and rec["samples"] == 64 and rec["steps"] == 2  # 2 ranks x 2 x 16
-    assert "Running in distributed mode" in (tmp_path / "ddp" / "out.log").read_text()
-    assert (tmp_path / "ddp" / "export" / E.WEIGHTS_NAME).is_file()
+        feats = model.eval().encode_text(tok([short, long]))
+        ref = k6.eval().encode_text(open_clip.get_tokenizer("clipf-vit-micro", context_length=6)([short]))
+    assert torch.allclose(feats[0], ref[0], atol=1e-5) and not torch.allclose(feats[0], feats[1], atol=1e-3)
 
 
 # --------------------------------------------------------------------------- kill -9 and resume
