@@ -221,10 +221,8 @@ def test_run_export_evaluates_at_32(pretrained):
     model, _, _ = open_clip.create_model_and_transforms(f"local-dir:{pretrained / 'export'}")
     tok = open_clip.get_tokenizer(f"local-dir:{pretrained / 'export'}")
     short, long = "a red dog", "a photo of a small red dog on the beach near the old house under a tree"
-    with E.text_pos_resize("repeat"):  # the checkpoint itself, at its own 6 tokens
-        k6 = open_clip.create_model(
-            "clipf-vit-micro", pretrained=str(pretrained / "checkpoints" / "epoch_1.pt")
-        )
+    ckpt = str(pretrained / "checkpoints" / "epoch_1.pt")
+    k6 = open_clip.create_model("clipf-vit-micro", pretrained=ckpt, force_context_length=6)  # as trained
     assert tok([short, long]).shape == (2, 32) and k6.context_length == 6
     with torch.no_grad():
         feats = model.eval().encode_text(tok([short, long]))
