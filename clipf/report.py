@@ -95,7 +95,8 @@ def zero_shot(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc
         raise ValueError(f"dataset {dataset!r} not in the results (have: {', '.join(datasets)})")
     rows = rows[rows["dataset"] == dataset].copy()
     rows["value"] = rows["value"].astype(float) * (100.0 if rows["value"].max() <= 1.0 else 1.0)
-    rows["threshold"] = rows["run"].map(threshold_of)
+    parsed = rows["run"].map(threshold_of)
+    rows["threshold"] = rows["freq_threshold"].astype(float).fillna(parsed) if "freq_threshold" in rows else parsed
     return rows
 
 
