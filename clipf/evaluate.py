@@ -33,7 +33,9 @@ naming the dataset, the folder and the layout expected, before any model is load
 
 Stock CLIP_benchmark reads the same exports and sets with nothing from clipf installed (``--no_amp`` on
 CPU, where CLIP_benchmark's default autocast would run in bfloat16; retrieval sets need ``--task
-zeroshot_retrieval``, as ``--task auto`` only knows CLIP_benchmark's own retrieval names)::
+zeroshot_retrieval``, as ``--task auto`` only knows CLIP_benchmark's own retrieval names; ``--num_workers``
+at most the set's shard count, as webdataset fails a DataLoader worker that gets no shard — clipf eval
+caps it so)::
 
     clip_benchmark eval --model_type open_clip --model local-dir:runs/<cell>/pretrain/export \\
         --pretrained '' --dataset wds/<name> --dataset_root data/world/eval/<name> \\
@@ -351,7 +353,11 @@ def _root_candidates(name: str, dataset_root: str | None) -> list[Path]:
     if "{" in dataset_root:  # CLIP_benchmark's template
         return [Path(dataset_root.format(dataset=short, dataset_cleaned=short.replace("/", "-")))]
     root = Path(dataset_root)
-    return [root, root / short] if (root / short).is_dir() else [root]
+    if not (root / short).is_dir():
+        return [root]
+    # a webdataset set is a folder of its own (ROOT/<name> first); a torchvision set keeps CLIP_benchmark's
+    # reading of the root (ROOT first)
+    return [root / short, root] if name.startswith("wds/") else [root, root / short]
 
 
 @dataclass
@@ -362,6 +368,7 @@ class DatasetSpec:
     files: list[Path]  # what the fingerprint covers
     annotation_file: str = ""
     n_images: int | None = None  # of a webdataset retrieval set (recall@k needs k <= images)
+    nshards: int | None = None  # of a webdataset set (DataLoader workers <= shards)
 
     @property
     def slug(self) -> str:
@@ -394,9 +401,9 @@ def _layout(name: str, split: str) -> str:
     return text.replace("{split}", split)
 
 
-def _wds_files(name: str, root: Path, split: str) -> tuple[str, list[Path], int | None]:
+def _wds_files(name: str, root: Path, split: str) -> tuple[str, list[Path], int | None, int]:
     """Check a webdataset set (raises EvalError naming the file); returns (task, files, number of images
-    of a retrieval set)."""
+    of a retrieval set, number of shards)."""
     if not root.is_dir():
         raise EvalError(f"{name}: {root}: no such folder")
     nfile = root / split / "nshards.txt"
@@ -448,7 +455,7 @@ def _wds_files(name: str, root: Path, split: str) -> tuple[str, list[Path], int 
             raise EvalError(f"{name}: {shard}: no image ({'/'.join(IMAGE_EXTS)}) among its first records")
         n_images += images
         files.append(shard)
-    return task, files, (n_images if task == "zeroshot_retrieval" else None)
+    return task, files, (n_images if task == "zeroshot_retrieval" else None), nshards
 
 
 def _real_files(name: str, root: Path, split: str, annotation_file: str) -> list[Path]:
@@ -500,9 +507,9 @@ def check_dataset(
     errors = []
     for root in candidates:
         try:
-            n_images = None
+            n_images = nshards = None
             if name.startswith("wds/"):
-                task, files, n_images = _wds_files(name, root, split)
+                task, files, n_images, nshards = _wds_files(name, root, split)
             else:
                 if not root.is_dir():
                     raise EvalError(f"{root}: no such folder")
@@ -510,7 +517,7 @@ def check_dataset(
                 files = _real_files(name, root, split, annotation_file)
             if task not in TASKS:
                 raise EvalError(f"task {task} is not run by clipf eval (use clip_benchmark itself)")
-            return DatasetSpec(name, root, task, files, annotation_file, n_images)
+            return DatasetSpec(name, root, task, files, annotation_file, n_images, nshards)
         except EvalError as exc:
             errors.append(str(exc).removeprefix(f"{name}: "))
     where = " / ".join(str(c) for c in candidates)
@@ -589,33 +596,42 @@ def cache_key(ckpt_sha: str, spec: DatasetSpec, data_fp: str, options: Mapping) 
 
 @contextlib.contextmanager
 def _quiet_and_offline(verbose: bool, threads: int | None, device: str) -> Iterator[None]:
-    """Torch threads on CPU, tqdm off unless verbose, and CLIP_benchmark's shell downloads refused."""
+    """Torch threads on CPU, CLIP_benchmark's progress bars off unless verbose, its shell downloads
+    refused."""
+    import functools
+
     import torch
     from clip_benchmark.datasets import builder
-
-    old_threads = torch.get_num_threads()
-    if device == "cpu" and threads:
-        torch.set_num_threads(threads)
-    old_env = os.environ.get("TQDM_DISABLE")
-    if not verbose:
-        os.environ["TQDM_DISABLE"] = "1"
-    old_call = builder.call
+    from clip_benchmark.metrics import image_caption_selection, zeroshot_classification, zeroshot_retrieval
 
     def refuse(cmd: Any, *args: Any, **kwargs: Any) -> int:
         if isinstance(cmd, str) and cmd.startswith("which "):
             return 1  # has_kaggle()/has_gdown(): report the tool missing
         raise EvalError(f"clip_benchmark tried to download ({cmd!r}); clipf eval never downloads")
 
-    builder.call = refuse
+    patches = [(builder, "call", refuse)]
+    if not verbose:
+        for mod in (zeroshot_classification, zeroshot_retrieval, image_caption_selection):
+            patches.append((mod, "tqdm", functools.partial(mod.tqdm, disable=True)))
+    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+    old_threads = torch.get_num_threads()
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    for mod, name, value in patches:
+        setattr(mod, name, value)
     try:
         yield
     finally:
-        builder.call = old_call
+        for mod, name, value in saved:
+            setattr(mod, name, value)
         torch.set_num_threads(old_threads)
-        if old_env is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old_env
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, a DataLoader worker's traceback cut to its first and last line."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1].strip()}"
+    return f"{type(exc).__name__}: {text}"
 
 
 def _benchmark(model, transform, tokenizer, spec: DatasetSpec, options: Mapping) -> dict:
@@ -643,6 +659,8 @@ def _benchmark(model, transform, tokenizer, spec: DatasetSpec, options: Mapping)
         task=spec.task,
     )
     if spec.name.startswith("wds/"):
+        # webdataset >= 1.0 fails a DataLoader worker that gets no shard: at most one worker a shard
+        workers = min(workers, spec.nshards or 1)
         loader = torch.utils.data.DataLoader(
             dataset.batched(bs), batch_size=None, shuffle=False, num_workers=workers
         )
@@ -822,7 +840,7 @@ def _evaluate(
                 raise
             except Exception as exc:
                 raise EvalError(
-                    f"{spec.name} ({spec.root}): CLIP_benchmark failed: {type(exc).__name__}: {exc}"
+                    f"{spec.name} ({spec.root}): CLIP_benchmark failed: {_describe(exc)}"
                 ) from exc
             dump = {
                 "dataset": spec.name,

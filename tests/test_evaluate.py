@@ -72,28 +72,32 @@ def retrieval_set(folder: Path, n: int = 12) -> Path:
     return folder
 
 
-def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A randomly initialised clipf-vit-micro as an open_clip_train checkpoint."""
+def tiny_checkpoint(path: Path, seed: int = 0, context: int = 32) -> Path:
+    """A randomly initialised clipf-vit-micro (text tower of ``context`` tokens) as an open_clip_train
+    checkpoint."""
     import open_clip
 
     from clipf import models
 
     models.register()
     torch.manual_seed(seed)
-    model = open_clip.create_model("clipf-vit-micro")
+    model = open_clip.create_model("clipf-vit-micro", force_context_length=context)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"epoch": 1, "state_dict": model.state_dict()}, path)
     return path
 
 
 def tiny_run(runs: Path, name: str = "frequency-k8-m75-t1e-3-s0", seed: int = 0) -> Path:
-    """A run folder as clipf.train leaves it: pretrain/ and finetune/ with checkpoints, clipf.json, export/."""
+    """A run folder as clipf.train leaves it: pretrain/ (an 8-token text tower) and finetune/ (32) with
+    checkpoints, clipf.json and export/ (both at 32 tokens)."""
     from clipf import export
 
     run = runs / name
-    for phase, cfg in (
-        ("pretrain", {"masker": "frequency", "text_tokens": 8, "image_mask": 0.75, "epochs": 2}),
-        ("finetune", {"masker": "none", "text_tokens": 32, "image_mask": 0.0, "epochs": 1}),
+    for i, (phase, cfg) in enumerate(
+        (
+            ("pretrain", {"masker": "frequency", "text_tokens": 8, "image_mask": 0.75, "epochs": 2}),
+            ("finetune", {"masker": "none", "text_tokens": 32, "image_mask": 0.0, "epochs": 1}),
+        )
     ):
         cfg = {
             **cfg,
@@ -102,7 +106,9 @@ def tiny_run(runs: Path, name: str = "frequency-k8-m75-t1e-3-s0", seed: int = 0)
             "freq_threshold": 1e-3,
             "pos_extend": "repeat",
         }
-        ckpt = tiny_checkpoint(run / phase / "checkpoints" / f"epoch_{cfg['epochs']}.pt", seed + len(phase))
+        ckpt = tiny_checkpoint(
+            run / phase / "checkpoints" / f"epoch_{cfg['epochs']}.pt", 10 * seed + i, cfg["text_tokens"]
+        )
         (run / phase / "clipf.json").write_text(json.dumps(cfg))
         export.export(ckpt, "clipf-vit-micro", run / phase / "export", verify=False)
     return run
@@ -156,6 +162,11 @@ def test_evaluate_run_writes_clip_benchmark_json(evaluated):
         r = [ret["metrics"][f"text_retrieval_recall@{k}"] for k in (1, 5, 10)]
         assert 0 <= r[0] <= r[1] <= r[2] <= 1
         assert cls["clipf"]["text_context_length"] == 32  # evaluation text at the full context
+    sha = {
+        c: json.loads((run / "eval" / c / "wds_colors.json").read_text())["clipf"]
+        for c in ("pretrain", "finetune")
+    }
+    assert sha["pretrain"]["checkpoint_sha256"] != sha["finetune"]["checkpoint_sha256"]
     summary = json.loads((run / "eval" / "summary.json").read_text())
     assert set(summary) == {"pretrain", "finetune"}
     raw = json.loads((run / "eval" / "pretrain" / "wds_colors.json").read_text())
@@ -239,6 +250,22 @@ def test_epoch_checkpoint_is_exported_then_evaluated(tmp_path, world):
     assert "pretrain-epoch_2" not in json.loads((run / "eval" / "summary.json").read_text())
 
 
+def test_evaluate_model_workers_and_recall_k(evaluated, world):
+    """Two DataLoader workers on one-shard sets give the single-process numbers; recall@k beyond the
+    number of images is left out with a warning."""
+    _, run, _ = evaluated
+    with pytest.warns(UserWarning, match=r"12 images, recall@k for k in \[50\] left out"):
+        out = ev.evaluate_model(
+            run / "pretrain" / "export", None, world / "eval", num_workers=2, recall_k=(1, 50)
+        )
+    ret = out["wds/captions"]["metrics"]
+    assert set(ret) == {"image_retrieval_recall@1", "text_retrieval_recall@1"}
+    saved = json.loads((run / "eval" / "pretrain" / "wds_captions.json").read_text())["metrics"]
+    assert ret["text_retrieval_recall@1"] == pytest.approx(saved["text_retrieval_recall@1"])
+    acc = json.loads((run / "eval" / "pretrain" / "wds_colors.json").read_text())["metrics"]["acc1"]
+    assert out["wds/colors"]["metrics"]["acc1"] == pytest.approx(acc)
+
+
 def test_cli_eval_and_collect(evaluated, world, tmp_path, capsys):
     runs, run, _ = evaluated
     rc = ev.cli([str(run), "--world", str(world), "--datasets", "wds/colors", "--num-workers", "0"])
@@ -320,6 +347,16 @@ def test_bad_eval_sets_are_named_before_loading(tmp_path, world, monkeypatch):
     expect_error(r"captions/test/0\.tar: empty shard", run, "pretrain", ["wds/captions"], root)
     (root / "captions" / "test" / "nshards.txt").unlink()
     expect_error(r"nshards\.txt: missing", run, "pretrain", ["wds/captions"], root)
+
+
+def test_truncated_shard_is_named(tmp_path, world):
+    root = tmp_path / "eval"
+    classification_set(root / "colors", per_class=20, nshards=1)
+    shard = root / "colors" / "test" / "0.tar"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    export = tiny_run(tmp_path / "runs") / "pretrain" / "export"
+    with pytest.raises(ev.EvalError, match=r"wds/colors .*CLIP_benchmark failed: .*colors/test/0\.tar"):
+        ev.evaluate_model(export, None, root, num_workers=2, threads=1)
 
 
 def test_missing_real_dataset_fails_early_without_download(tmp_path, monkeypatch):
