@@ -78,7 +78,7 @@ from pathlib import Path
 from typing import Any
 
 PHASES = ("pretrain", "finetune")
-FULL_CONTEXT = 32
+FULL_CONTEXT = 32  # clipf.export.FULL_CONTEXT (not imported: `eval collect` needs no torch)
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
 SUMMARY_NAME = "summary.json"
@@ -123,6 +123,7 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a results file should have
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -249,7 +250,12 @@ def resolve_checkpoint(run: str | os.PathLike, checkpoint: str, label: str | Non
     if path.suffix == ".safetensors" and (path.parent / CONFIG_NAME).is_file():
         return _export_checkpoint(path.parent, label or path.parent.name)
     info = {"weights_sha256": file_sha256(path), "checkpoint": str(path.resolve())}
-    return Checkpoint(label or _pt_label(path), path, info["weights_sha256"], None, info)
+    recipe = {k: _run_config(run, path).get(k) for k in _EXPORT_KEYS}  # how it will be exported
+    sha = hashlib.sha256((info["weights_sha256"] + _sha({**recipe, "context": FULL_CONTEXT})).encode())
+    return Checkpoint(label or _pt_label(path), path, sha.hexdigest(), None, info)
+
+
+_EXPORT_KEYS = ("model", "pos_extend", "image_size", "quick_gelu", "custom_text", "preprocess")
 
 
 def _run_config(run: Path, checkpoint: Path) -> dict:
@@ -835,6 +841,7 @@ def _evaluate(
             try:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=r"WebDataset\(shardshuffle=")
+                    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
                     metrics = _benchmark(model, transform, tokenizer, spec, spec_opts)
             except EvalError:
                 raise

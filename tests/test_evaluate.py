@@ -146,6 +146,22 @@ def test_discover_world_sets(world):
     assert template.task == "zeroshot_classification" and template.root == world / "eval" / "colors"
 
 
+def test_embedded_world_sets_all_evaluated(tmp_path):
+    """Every set `clipf data synth` writes under eval/ is found and evaluated (classification and retrieval)."""
+    generate = pytest.importorskip("clipf.world.generate")
+    world = tmp_path / "world"
+    generate.synthesize(world, n_train=4, n_val=0, image_size=32, n_eval=12, progress=False)
+    sets = sorted(p.name for p in (world / "eval").iterdir() if p.is_dir())
+    assert ev.discover(world / "eval") == [f"wds/{s}" for s in sets]
+    run = tiny_run(tmp_path / "runs")
+    df = ev.evaluate_run(run, "pretrain", world=world, **FAST)
+    assert sorted(df.dataset.unique()) == [f"wds/{s}" for s in sets]
+    tasks = df.groupby("dataset").task.first()
+    assert "zeroshot_retrieval" in set(tasks) and "zeroshot_classification" in set(tasks)
+    for name in sets:
+        assert (run / "eval" / "pretrain" / f"wds_{name}.json").is_file()
+
+
 def test_evaluate_run_writes_clip_benchmark_json(evaluated):
     runs, run, df = evaluated
     assert sorted(df.attrs["computed"]) == sorted(
@@ -324,6 +340,10 @@ def test_truncated_safetensors_is_named(tmp_path, world):
     expect_error(r"open_clip_model\.safetensors: corrupt or truncated", run, "pretrain", None, world / "eval")
     (run / "finetune" / "export" / ev.CONFIG_NAME).write_text("{not json")
     expect_error(r"open_clip_config\.json: not an open_clip config", run, "finetune", None, world / "eval")
+    ckpt = run / "pretrain" / "checkpoints" / "epoch_2.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    expect_error(r"checkpoints/epoch_2\.pt: cannot export it", run, str(ckpt), ["wds/colors"], world / "eval")
+    assert not (run / "eval" / "pretrain-epoch_2").exists()
 
 
 def test_bad_eval_sets_are_named_before_loading(tmp_path, world, monkeypatch):
