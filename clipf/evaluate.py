@@ -27,8 +27,9 @@ sets (``classnames.txt``, ``zeroshot_classification_templates.txt``, ``test/{0..
 ``test/nshards.txt``) and retrieval sets (``dataset_type.txt`` = ``retrieval``, ``.txt`` captions, one a
 line). Any other CLIP_benchmark dataset (``imagenet1k``, ``cifar10``, ``cifar100``, ``mscoco_captions``,
 ``flickr30k``, ...) is read from ``--dataset-root`` as CLIP_benchmark's CLI reads ``--dataset_root``: a
-folder, or a template with ``{dataset}`` / ``{dataset_cleaned}``; a folder ``ROOT/<name>`` is used when
-``ROOT`` itself does not hold the set. clipf never downloads: a missing or incomplete set is an error
+folder, or a template with ``{dataset}`` / ``{dataset_cleaned}``; with a plain folder, a webdataset set is
+looked for in ``ROOT/<name>`` first, then ``ROOT``, any other set in ``ROOT`` first, then ``ROOT/<name>``
+(so one root serves ``imagenet1k`` beside ``cifar10``). clipf never downloads: a missing or incomplete set is an error
 naming the dataset, the folder and the layout expected, before any model is loaded.
 
 Stock CLIP_benchmark reads the same exports and sets with nothing from clipf installed (``--no_amp`` on
@@ -40,7 +41,11 @@ caps it so)::
     clip_benchmark eval --model_type open_clip --model local-dir:runs/<cell>/pretrain/export \\
         --pretrained '' --dataset wds/<name> --dataset_root data/world/eval/<name> \\
         --task zeroshot_classification --batch_size 64 --num_workers 0 --no_amp \\
-        --output 'runs/<cell>/eval/pretrain/{dataset}.json'
+        --output 'stock-{dataset}.json'
+
+(``--dataset_root 'data/world/eval/{dataset}'`` serves several ``--dataset wds/...`` at once; for the
+retrieval set ``--task zeroshot_retrieval --recall_k 1 5 10``. Keep its output out of ``RUN/eval/``: that
+folder is clipf's, and ``collect`` reads every JSON in it.)
 
 ``clipf eval collect [--runs runs] [--out runs/results.csv]`` gathers every ``RUN/eval/*/*.json`` into one
 tidy table (CSV and Parquet beside it), one row per number:

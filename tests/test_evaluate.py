@@ -297,17 +297,17 @@ def test_cli_eval_and_collect(evaluated, world, tmp_path, capsys):
 def test_stock_clip_benchmark_cli_on_export(evaluated, world, tmp_path):
     """Plain clip_benchmark (no clipf import) on a run's export gives the numbers clipf eval wrote."""
     runs, run, _ = evaluated
-    out = tmp_path / "{dataset}.json"
     bindir = Path(sys.executable).parent
-    cmd = [str(bindir / "clip_benchmark"), "eval", "--model_type", "open_clip"]
+    cmd = [str(bindir / "clip_benchmark"), "eval", "--model_type", "open_clip"]  # the module docstring's
     cmd += ["--model", f"local-dir:{run / 'pretrain' / 'export'}", "--pretrained", ""]
-    cmd += ["--dataset", "wds/colors", "--dataset_root", str(world / "eval" / "{dataset}")]
+    cmd += ["--dataset", "wds/colors", "--dataset_root", str(world / "eval" / "colors")]
     cmd += ["--task", "zeroshot_classification", "--batch_size", "64", "--num_workers", "0", "--no_amp"]
-    cmd += ["--output", str(out), "--quiet"]
+    cmd += ["--output", "stock-{dataset}.json", "--quiet"]
+    assert " ".join(cmd[1:4]) in ev.__doc__ and "--output 'stock-{dataset}.json'" in ev.__doc__
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    stock = json.loads((tmp_path / "colors.json").read_text())
+    stock = json.loads((tmp_path / "stock-colors.json").read_text())
     ours = json.loads((run / "eval" / "pretrain" / "wds_colors.json").read_text())
     for key in ("dataset", "task", "language"):
         assert stock[key] == ours[key]
