@@ -1,0 +1,228 @@
+"""Caption statistics of a split: lengths (words, BPE tokens), vocabulary, Zipf slope, function and
+grounded word shares, and where the grounded words fall in the token sequence.
+
+Words are the caption's gold words from each sample's JSON (``words``, ``grounded``; punctuation runs
+are not counted as words); without metadata they come from :func:`clipf.world.captions.words_of` and
+nothing is known to be grounded. BPE lengths use open_clip's tokenizer (``SimpleTokenizer().encode``,
+per word, which is how it tokenizes), without the start/end tokens. Token positions are 0-based from
+the first token after ``<start_of_text>``: a word "past token K" is cut by truncation to K tokens
+(K - 2 caption tokens plus start/end).
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clipf.world.captions import words_of
+from clipf.world.generate import WorldError, is_world
+
+FUNCTION_TAGS = frozenset({"DET", "ADP", "PRON", "CCONJ", "SCONJ", "AUX", "PART"})
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+CUTS = (8, 16, 32)
+
+
+def _split_dir(path: Path, split: str) -> Path:
+    if is_world(path):
+        return path / split
+    if path.is_dir() and list(path.glob("*.tar")):
+        return path
+    raise WorldError(f"{path}: not a clipf world nor a folder of .tar shards")
+
+
+def read_pairs(folder: str | Path, limit: int | None = None) -> Iterator[tuple[str, dict]]:
+    """(caption, metadata) of the samples of a split folder's shards, in order."""
+    shards = sorted(Path(folder).glob("*.tar"))
+    if not shards:
+        raise WorldError(f"{folder}: no .tar shards")
+    n = 0
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            samples: dict[str, dict[str, bytes]] = {}
+            order = []
+            for m in tar:
+                if not m.isfile():
+                    continue
+                key, _, ext = m.name.rpartition(".")
+                if ext in ("txt", "json"):
+                    if key not in samples:
+                        samples[key] = {}
+                        order.append(key)
+                    samples[key][ext] = tar.extractfile(m).read()
+        for key in order:
+            parts = samples[key]
+            if "txt" not in parts:
+                continue
+            meta = json.loads(parts["json"]) if "json" in parts else {}
+            yield parts["txt"].decode("utf-8"), meta
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+
+def _summary(values, quantiles=QUANTILES) -> dict[str, float]:
+    a = np.asarray(values, dtype=float)
+    out = {"mean": round(float(a.mean()), 3), "min": float(a.min()), "max": float(a.max())}
+    out.update({f"p{int(q * 100)}": float(np.quantile(a, q)) for q in quantiles})
+    return out
+
+
+def zipf_slope(counts: Counter, points: int = 40) -> dict[str, float]:
+    """Least-squares slope of log frequency on log rank, over ranks spaced evenly in log rank (so the
+    long tail of rare words does not outweigh the head); with the R^2 of the fit."""
+    freq = np.sort(np.fromiter(counts.values(), float))[::-1]
+    if len(freq) < 3:
+        return {"slope": float("nan"), "r2": float("nan"), "ranks": len(freq)}
+    ranks = np.unique(np.round(np.logspace(0, np.log10(len(freq)), points)).astype(int))
+    x, y = np.log(ranks), np.log(freq[ranks - 1])
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+    return {"slope": round(float(slope), 4), "r2": round(r2, 4), "ranks": len(freq)}
+
+
+class _BPE:
+    def __init__(self):
+        from open_clip.tokenizer import SimpleTokenizer
+
+        self.tok = SimpleTokenizer()
+        self.cache: dict[str, int] = {}
+
+    def length(self, word: str) -> int:
+        n = self.cache.get(word)
+        if n is None:
+            n = self.cache[word] = len(self.tok.encode(word))
+        return n
+
+
+def stats(
+    path: str | Path, split: str = "train", limit: int | None = None, write: bool = True
+) -> dict[str, Any]:
+    """Statistics of the captions of ``path`` (a world: its ``split``; or a folder of shards).
+
+    Written to ``path/stats.json`` (a world) when ``write``. Keys: ``pairs``, ``words`` and
+    ``bpe_tokens`` (summaries: mean, min, max, p5..p95), ``bpe_longer_than`` (share of captions over
+    8/16/32 tokens), ``vocabulary``, ``word_tokens``, ``zipf`` (slope, r2), ``function_share``,
+    ``grounded_share``, ``grounded_by_kind``, ``grounded_past_token`` (share of grounded word
+    occurrences starting past token 8 / 16 / 32), ``first_grounded_past_token`` (share of captions with
+    grounding whose first grounded word is past token 8 / 16 / 32), ``first_word_grounded``,
+    ``first_grounded_word`` (summary of its word index), ``no_grounding``, ``wrong_attribute``,
+    ``unrelated``, ``top_words``.
+    """
+    path = Path(path)
+    folder = _split_dir(path, split)
+    bpe = _BPE()
+    n = 0
+    n_words, n_tokens, first_word = [], [], []
+    counts: Counter = Counter()
+    tags: Counter = Counter()
+    kinds: Counter = Counter()
+    grounded_words = 0
+    g_starts: list[int] = []
+    first_start: list[int] = []
+    first_is_grounded = no_ground = wrong = unrelated = 0
+    for caption, meta in read_pairs(folder, limit):
+        n += 1
+        pairs = meta.get("words")
+        if pairs:
+            words = [w for w, _ in pairs]
+            wtags = [t for _, t in pairs]
+            ground = meta.get("grounded") or [None] * len(words)
+        else:
+            words = words_of(caption)
+            wtags = ["PUNCT" if not any(c.isalnum() for c in w) else "X" for w in words]
+            ground = [None] * len(words)
+        pos = 0
+        starts = []
+        first_idx = None
+        k = 0
+        for w, t, g in zip(words, wtags, ground, strict=True):
+            length = bpe.length(w)
+            if t not in ("PUNCT", "SYM"):
+                counts[w] += 1
+                tags[t] += 1
+                if g is not None:
+                    grounded_words += 1
+                    kinds[g] += 1
+                    starts.append(pos)
+                    if first_idx is None:
+                        first_idx = k
+                k += 1
+            pos += length
+        n_words.append(k)
+        n_tokens.append(pos)
+        g_starts += starts
+        if starts:
+            first_start.append(starts[0])
+            first_word.append(first_idx)
+            first_is_grounded += first_idx == 0
+        else:
+            no_ground += 1
+        wrong += bool(meta.get("wrong"))
+        unrelated += bool(meta.get("unrelated"))
+    if not n:
+        raise WorldError(f"{folder}: no captions")
+    total = sum(counts.values())
+    g = np.asarray(g_starts)
+    f = np.asarray(first_start)
+    out: dict[str, Any] = {
+        "split": str(folder),
+        "pairs": n,
+        "words": _summary(n_words),
+        "bpe_tokens": _summary(n_tokens),
+        "bpe_longer_than": {str(c): round(float(np.mean(np.asarray(n_tokens) > c)), 4) for c in CUTS},
+        "vocabulary": len(counts),
+        "word_tokens": total,
+        "zipf": zipf_slope(counts),
+        "function_share": round(sum(v for t, v in tags.items() if t in FUNCTION_TAGS) / total, 4),
+        "grounded_share": round(grounded_words / total, 4),
+        "grounded_by_kind": {k: round(v / total, 4) for k, v in sorted(kinds.items())},
+        "grounded_past_token": {str(c): round(float(np.mean(g >= c)), 4) if len(g) else None for c in CUTS},
+        "first_grounded_past_token": {
+            str(c): round(float(np.mean(f >= c)), 4) if len(f) else None for c in CUTS
+        },
+        "first_word_grounded": round(first_is_grounded / n, 4),
+        "first_grounded_word": _summary(first_word) if first_word else None,
+        "no_grounding": round(no_ground / n, 4),
+        "wrong_attribute": round(wrong / n, 4),
+        "unrelated": round(unrelated / n, 4),
+        "pos_share": {t: round(v / total, 4) for t, v in tags.most_common()},
+        "top_words": [[w, c] for w, c in counts.most_common(25)],
+    }
+    if write and is_world(path):
+        from clipf.world.shards import write_json
+
+        write_json(path / "stats.json", out)
+    return out
+
+
+def format_stats(s: dict) -> str:
+    """A short human-readable report of :func:`stats`' dict."""
+    w, t = s["words"], s["bpe_tokens"]
+    lines = [
+        f"pairs                 {s['pairs']}",
+        f"words / caption       mean {w['mean']:.1f}  p5 {w['p5']:.0f}  median {w['p50']:.0f}  "
+        f"p95 {w['p95']:.0f}  (min {w['min']:.0f}, max {w['max']:.0f})",
+        f"BPE tokens / caption  mean {t['mean']:.1f}  p5 {t['p5']:.0f}  median {t['p50']:.0f}  "
+        f"p95 {t['p95']:.0f}  (min {t['min']:.0f}, max {t['max']:.0f})",
+        "longer than K tokens  " + "  ".join(f">{k}: {v:.0%}" for k, v in s["bpe_longer_than"].items()),
+        f"vocabulary            {s['vocabulary']} words, {s['word_tokens']} word tokens",
+        f"Zipf slope            {s['zipf']['slope']:.3f} (R^2 {s['zipf']['r2']:.3f}, log-spaced ranks)",
+        f"function words        {s['function_share']:.1%}",
+        f"grounded words        {s['grounded_share']:.1%}  ("
+        + ", ".join(f"{k} {v:.1%}" for k, v in s["grounded_by_kind"].items())
+        + ")",
+        "grounded past token K " + "  ".join(f"{k}: {v:.0%}" for k, v in s["grounded_past_token"].items()),
+        "first grounded past K "
+        + "  ".join(f"{k}: {v:.0%}" for k, v in s["first_grounded_past_token"].items()),
+        f"first word grounded   {s['first_word_grounded']:.1%}; no grounding {s['no_grounding']:.1%}; "
+        f"a wrong attribute {s['wrong_attribute']:.1%}",
+        "top words             " + " ".join(w for w, _ in s["top_words"][:15]),
+    ]
+    return "\n".join(lines)
