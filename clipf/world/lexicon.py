@@ -188,6 +188,21 @@ for _name, (_, _words) in SIZES.items():
 TAGS["centered"] = "VERB"
 
 
+UPOS = frozenset("ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split())
+
+
+def surface_forms(kind: str, value: str) -> frozenset[str]:
+    """Every word a caption may use for a ``color``, ``shape`` (singular or plural) or ``size`` value."""
+    if kind == "color":
+        return frozenset({value, *COLORS[value][1]})
+    if kind == "shape":
+        plural, synonyms = SHAPES[value]
+        return frozenset({value, plural, *(w for pair in synonyms for w in pair)})
+    if kind == "size":
+        return frozenset(SIZES[value][1])
+    raise ValueError(f"no surface forms for {kind!r}")
+
+
 def grounded_vocabulary() -> frozenset[str]:
     """Every word that can name something in a scene (kept out of the filler words)."""
     words = set(POSITION_WORDS) | COUNT_WORDS | BACKGROUND_WORDS
