@@ -36,7 +36,7 @@ from clipf.world import evalsets as E
 from clipf.world import shards as W
 from clipf.world.captions import clean_captions, web_caption
 from clipf.world.config import fingerprint, load_config
-from clipf.world.scene import Draws, render, sample_scene
+from clipf.world.scene import Draws, render_image, sample_scene
 
 FORMAT = "clipf-world/1"
 STREAMS = {"train": 0, "val": 1}
@@ -97,7 +97,7 @@ def _pair_shard(job: Mapping) -> tuple[str, int]:
     for i in range(job["count"]):
         key = f"{job['shard']:05d}{i:0{digits}d}"
         scene = sample_scene(d, cfg["scene"])
-        image = W.encode_image(render(scene, size, cfg["scene"], d), fmt, quality)
+        image = W.encode_image(render_image(scene, size, cfg["scene"], d), fmt, quality)
         caption, units, info = web_caption(scene, d, cfg)
         meta = {
             "key": key,
@@ -148,7 +148,7 @@ def _eval_shard(job: Mapping) -> tuple[str, int]:
         key = f"s{index:07d}"
         force = E.force_of(name, classes[label]) if label is not None else None
         scene = sample_scene(d, cfg["scene"], force)
-        image = W.encode_image(render(scene, size, cfg["scene"], d), fmt, quality)
+        image = W.encode_image(render_image(scene, size, cfg["scene"], d), fmt, quality)
         members.append((f"{key}.{ext}", image))
         if label is None:
             text = "\n".join(clean_captions(scene, d, cfg["eval_captions"]))
