@@ -168,6 +168,54 @@ def test_train_and_eval_tokenizers(world, tmp_path):
     assert val_texts.shape[1] == 32 and (val_texts[:, 4:] != 0).any()  # long captions kept whole
 
 
+# --------------------------------------------------------------------------- the seed README's commands
+SEED_PRETRAIN = """--train-data "/data/cc12m/cc12m-train-{0000..2175}.tar" --train-num-samples 10968539
+--imagenet-val "/data/imagenet/validation/" --dataset-type webdataset --model ViT-B-16 --batch-size 896
+--aug-cfg scale="(0.50, 1.0)" --force-patch-dropout 0.75 --force-text-dropout 0.75 --reduction-mask "frequency"
+--mask-probability-file "../data/cc12m/cc12m_fq_1e6_words.json" --lr 1e-3 --wd 0.2 --epochs 30 --precision amp
+--workers 4"""
+SEED_FINETUNE = """--train-data "/data/cc12m/cc12m-train-{0000..2175}.tar" --train-num-samples 10968539
+--imagenet-val "/data/imagenet/validation/" --dataset-type webdataset --model ViT-B-16
+--pretrained "/path/to/checkpoints/epoch_K.pt" --batch-size 160 --aug-cfg scale="(0.50, 1.0)" --lr 1e-5
+--lr-warmup-epochs 0.1 --epochs 1 --precision amp --workers 4"""
+
+
+def seed_argv(text: str, tmp_path: Path, world: dict) -> list[str]:
+    """The README command (shlex-split as a shell would), its paths pointed at small local stand-ins."""
+    import shlex
+
+    (tmp_path / "imagenet").mkdir(exist_ok=True)
+    ckpt = tmp_path / "epoch_K.pt"
+    ckpt.touch()
+    cc12m = tmp_path / "cc12m"
+    cc12m.mkdir(exist_ok=True)
+    for i in range(2176):
+        (cc12m / f"cc12m-train-{i:04d}.tar").touch()
+    text = text.replace("../data/cc12m/cc12m_fq_1e6_words.json", world["table"])
+    text = text.replace("/data/cc12m/", f"{cc12m}/").replace(
+        "/data/imagenet/validation/", str(tmp_path / "imagenet")
+    )
+    text = text.replace("/path/to/checkpoints/epoch_K.pt", str(ckpt))
+    return shlex.split(text)
+
+
+def test_seed_readme_commands_parse(world, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "_check_pretrained", lambda oc, ctx: None)  # no 600 MB ViT-B-16 file here
+    pre = train.make_plan(seed_argv(SEED_PRETRAIN, tmp_path, world))
+    assert (
+        pre.stages == [train.Stage(0, "frequency", 8)] and pre.full_context == 32 and pre.train_context == 8
+    )
+    assert (
+        pre.oc.force_patch_dropout == 0.75
+        and pre.oc.aug_cfg == {"scale": (0.5, 1.0)}
+        and pre.oc.model == "ViT-B-16"
+    )
+    assert pre.oc.force_context_length == 8 and pre.oc.epochs == 30 and pre.oc.precision == "amp"
+    ft = train.make_plan(seed_argv(SEED_FINETUNE, tmp_path, world))
+    assert not ft.stages and ft.train_context == 32 and ft.warmup_epochs == 0.1 and ft.oc.lr == 1e-5
+    assert ft.oc.pretrained.endswith("epoch_K.pt") and ft.oc.force_context_length == 32
+
+
 # --------------------------------------------------------------------------- schedule
 def test_epoch_tokenizer_switches_and_pads():
     from clipf.masking import MaskingTokenizer
