@@ -13,9 +13,13 @@ A web caption (:func:`web_caption`) mixes, in a random order:
   one of several phrasings ("a small red star on the left", "star in red", "on the right, a big ring",
   "heart (pink)", ...), sometimes with a rarer synonym ("crimson", "disc"), sometimes wrong (web noise);
 - maybe the extra objects ("with two small blue stars") and the background ("isolated on white");
-- filler words drawn from real English frequencies (the bundled wordfreq list, top ``vocab_size``), so
-  function words dominate and the rank-frequency curve is Zipfian;
-- boilerplate: a prefix ("stock photo of"), a suffix ("royalty free"), hashtags, a trailing "...".
+- filler words drawn from real English frequencies (the bundled wordfreq list): common words from the
+  top ``vocab_size`` and about ``rare_words`` per caption from the ranks beyond (names, places,
+  jargon), so function words dominate, the rank-frequency curve is Zipfian, and -- as on the web --
+  ungrounded text is mostly a few frequent word types while the grounded words spread over many
+  (synonyms);
+- boilerplate: a prefix ("stock photo of"), a suffix ("royalty free"), hashtags, a trailing "..." --
+  the common phrases far more often than the rare ones (Zipf weights).
 
 Its length in words (punctuation not counted) follows a clipped lognormal (``caption.length``).
 """
@@ -75,20 +79,52 @@ def _article(units: list[Unit], det: str) -> list[Unit]:
 
 
 @cache
-def _filler(vocab_size: int) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+def _filler(lo: int, hi: int) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+    """Filler words of English frequency ranks [lo, hi) (grounded words left out) and their CDF."""
     words, freqs, tags = L.filler_vocabulary()
-    cdf = np.cumsum(np.asarray(freqs[:vocab_size], dtype=np.float64))
-    return words[:vocab_size], tags[:vocab_size], cdf / cdf[-1]
+    grounded = L.grounded_vocabulary()
+    keep = [i for i in range(lo, min(hi, len(words))) if words[i] not in grounded]
+    cdf = np.cumsum(np.asarray([freqs[i] for i in keep], dtype=np.float64))
+    return tuple(words[i] for i in keep), tuple(tags[i] for i in keep), cdf / cdf[-1]
 
 
-def filler_words(d: Draws, n: int, vocab_size: int) -> list[Unit]:
-    """``n`` words drawn by English frequency from the top ``vocab_size`` filler words."""
+def _draw(d: Draws, n: int, lo: int, hi: int) -> list[Unit]:
+    words, tags, cdf = _filler(lo, hi)
+    idx = np.minimum(np.searchsorted(cdf, d.rng.random(n), side="right"), len(words) - 1).tolist()
+    return [(words[i], tags[i], None) for i in idx]
+
+
+def _poisson(d: Draws, mean: float) -> int:
+    k, p = 0, math.exp(-mean)
+    u, cum = d.u(), p
+    while u > cum and k < 100:
+        k += 1
+        p *= mean / k
+        cum += p
+    return k
+
+
+def filler_words(d: Draws, n: int, ccfg: Mapping) -> list[Unit]:
+    """``n`` filler words: common ones by English frequency among the top ``vocab_size`` words, and
+    about ``rare_words`` rare ones (ranks ``vocab_size``..``rare_vocab``, by frequency) among them."""
     if n <= 0:
         return []
-    words, tags, cdf = _filler(vocab_size)
-    idx = np.searchsorted(cdf, d.rng.random(n), side="right")
-    idx = np.minimum(idx, len(words) - 1).tolist()
-    return [(words[i], tags[i], None) for i in idx]
+    lo, hi = ccfg["vocab_size"], ccfg["rare_vocab"]
+    n_rare = min(n, _poisson(d, ccfg["rare_words"])) if hi > lo and ccfg["rare_words"] else 0
+    words = _draw(d, n - n_rare, 0, lo)
+    for unit in _draw(d, n_rare, lo, hi) if n_rare else []:
+        words.insert(d.below(len(words) + 1), unit)
+    return words
+
+
+def zipf_pick(d: Draws, items: Sequence):
+    """An item of a most-common-first list, with probability proportional to 1 / rank."""
+    return items[d.weighted(_zipf_weights(len(items)))]
+
+
+@cache
+def _zipf_weights(n: int) -> tuple[float, ...]:
+    return tuple(1.0 / (i + 1) for i in range(n))
 
 
 # --------------------------------------------------------------------------------- what is said
@@ -270,7 +306,7 @@ def web_caption(scene: Mapping, rng, cfg: Mapping) -> tuple[str, list[Unit], dic
     unrelated = d.chance(c["unrelated"])
     wrong: list[str] = []
 
-    prefix = _units(d.pick(L.PREFIXES)) if d.chance(c["prefix"]) else []
+    prefix = _units(zipf_pick(d, L.PREFIXES)) if d.chance(c["prefix"]) else []
     blocks: list[list[Unit]] = []  # grounded blocks
     if not unrelated:
         desc = describe_main(d, main, c, s, wrong)
@@ -284,7 +320,7 @@ def web_caption(scene: Mapping, rng, cfg: Mapping) -> tuple[str, list[Unit], dic
                 blocks[0] = blocks[0] + bg
             else:
                 blocks.append(bg)
-    suffix = _units(d.pick(L.SUFFIXES)) if d.chance(c["suffix"]) else []
+    suffix = _units(zipf_pick(d, L.SUFFIXES)) if d.chance(c["suffix"]) else []
     tags: list[Unit] = []
     if d.chance(c["hashtags"]):
         for _ in range(1 + d.below(c["max_hashtags"])):
@@ -293,7 +329,7 @@ def web_caption(scene: Mapping, rng, cfg: Mapping) -> tuple[str, list[Unit], dic
                 word = main["color"] if which == "color" else main["shape"]
                 tags += [("#", "SYM", None), (word, L.tag_of(word), which)]
             else:
-                word = d.pick(L.HASHTAGS)
+                word = zipf_pick(d, L.HASHTAGS)
                 tags += [("#", "SYM", None), (word, L.tag_of(word), None)]
 
     fixed = _n_words(prefix) + sum(map(_n_words, blocks)) + _n_words(suffix) + _n_words(tags)
@@ -315,7 +351,7 @@ def web_caption(scene: Mapping, rng, cfg: Mapping) -> tuple[str, list[Unit], dic
     if n_chunks:
         cuts = sorted({1 + d.below(n_filler - 1) for _ in range(n_chunks - 1)} if n_filler > 1 else set())
         bounds = [0, *cuts, n_filler]
-        words = filler_words(d, n_filler, c["vocab_size"])
+        words = filler_words(d, n_filler, c)
         chunks = [words[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
     middle = chunks + blocks

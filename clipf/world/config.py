@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "caption": {
         "length": {"median": 18, "sigma": 0.45, "min": 8, "max": 40},  # words, lognormal clipped
-        "vocab_size": 10000,  # filler: the top-N English words (wordfreq), drawn by frequency
+        "vocab_size": 2000,  # filler: the top-N English words (wordfreq), drawn by frequency
+        "rare_words": 1.0,  # + rare filler per caption (Poisson mean): English ranks vocab_size..rare_vocab
+        "rare_vocab": 20000,
         "mention": {  # P(a caption says it)
             "shape": 0.9,
             "color": 0.8,
@@ -64,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
             "extras": 0.5,
             "background": 0.35,
         },
-        "synonyms": 0.15,  # a value said with a rarer synonym (crimson, disc, ...)
+        "synonyms": 0.3,  # a value said with a rarer synonym (crimson, disc, huge, ...)
         "generic_noun": 0.3,  # shape unsaid: "object", "icon", ... stands in (else no noun)
         "noise": 0.03,  # a said value is wrong (web noise)
         "unrelated": 0.03,  # the caption says nothing about the image
@@ -201,6 +203,8 @@ def validate(cfg: Mapping) -> None:
     _number(ln["sigma"], "world.caption.length.sigma", 0, 3)
     n_vocab = len(L.filler_vocabulary()[0])
     _number(c["vocab_size"], "world.caption.vocab_size", 10, n_vocab, integer=True)
+    _number(c["rare_vocab"], "world.caption.rare_vocab", c["vocab_size"], n_vocab, integer=True)
+    _number(c["rare_words"], "world.caption.rare_words", 0, 20)
     for key in ("shape", "color", "size", "position", "extras", "background"):
         if key not in c["mention"]:
             raise ConfigError(f"world.caption.mention.{key}: missing")

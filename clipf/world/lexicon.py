@@ -21,43 +21,43 @@ VOCAB_FILE = DATA / "en_words.tsv"
 # ------------------------------------------------------------------------------------------ colours
 # name -> (RGB, synonyms). Chosen to stay distinct at 32 px after jitter and noise.
 COLORS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {
-    "red": ((215, 35, 35), ("crimson", "scarlet")),
-    "orange": ((250, 135, 15), ("tangerine",)),
-    "yellow": ((245, 220, 35), ("golden", "lemon")),
-    "green": ((35, 155, 55), ("emerald",)),
-    "cyan": ((40, 200, 215), ("turquoise", "aqua")),
-    "blue": ((35, 65, 215), ("cobalt",)),
-    "purple": ((135, 45, 180), ("violet",)),
-    "pink": ((250, 130, 195), ("fuchsia",)),
-    "brown": ((125, 75, 30), ("chocolate",)),
-    "black": ((18, 18, 18), ("ebony",)),
-    "white": ((250, 250, 250), ("ivory",)),
-    "gray": ((135, 135, 135), ("grey", "silver")),
+    "red": ((215, 35, 35), ("crimson", "scarlet", "ruby", "cherry")),
+    "orange": ((250, 135, 15), ("tangerine", "amber", "apricot")),
+    "yellow": ((245, 220, 35), ("golden", "lemon", "mustard")),
+    "green": ((35, 155, 55), ("emerald", "lime", "jade")),
+    "cyan": ((40, 200, 215), ("turquoise", "aqua", "teal")),
+    "blue": ((35, 65, 215), ("cobalt", "sapphire", "azure")),
+    "purple": ((135, 45, 180), ("violet", "plum", "amethyst")),
+    "pink": ((250, 130, 195), ("fuchsia", "rosy", "blush")),
+    "brown": ((125, 75, 30), ("chocolate", "chestnut", "coffee")),
+    "black": ((18, 18, 18), ("ebony", "jet", "onyx")),
+    "white": ((250, 250, 250), ("ivory", "snowy", "pearl")),
+    "gray": ((135, 135, 135), ("grey", "silver", "ash")),
 }
 
 # ------------------------------------------------------------------------------------------- shapes
 # name -> (plural, synonyms as (singular, plural)). Geometry lives in clipf.world.scene.
 SHAPES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
-    "circle": ("circles", (("disc", "discs"), ("dot", "dots"))),
-    "square": ("squares", (("tile", "tiles"),)),
-    "triangle": ("triangles", (("wedge", "wedges"),)),
-    "star": ("stars", (("pentagram", "pentagrams"),)),
-    "cross": ("crosses", (("plus", "pluses"),)),
+    "circle": ("circles", (("disc", "discs"), ("dot", "dots"), ("orb", "orbs"))),
+    "square": ("squares", (("tile", "tiles"), ("block", "blocks"), ("box", "boxes"))),
+    "triangle": ("triangles", (("wedge", "wedges"), ("delta", "deltas"))),
+    "star": ("stars", (("pentagram", "pentagrams"), ("sparkle", "sparkles"))),
+    "cross": ("crosses", (("plus", "pluses"), ("crucifix", "crucifixes"))),
     "heart": ("hearts", (("valentine", "valentines"),)),
-    "diamond": ("diamonds", (("rhombus", "rhombuses"),)),
-    "ring": ("rings", (("donut", "donuts"), ("hoop", "hoops"))),
-    "crescent": ("crescents", (("moon", "moons"),)),
-    "arrow": ("arrows", (("pointer", "pointers"),)),
+    "diamond": ("diamonds", (("rhombus", "rhombuses"), ("lozenge", "lozenges"))),
+    "ring": ("rings", (("donut", "donuts"), ("hoop", "hoops"), ("loop", "loops"))),
+    "crescent": ("crescents", (("moon", "moons"), ("sickle", "sickles"))),
+    "arrow": ("arrows", (("pointer", "pointers"), ("dart", "darts"))),
     "hexagon": ("hexagons", (("hex", "hexes"),)),
-    "bar": ("bars", (("stripe", "stripes"), ("rectangle", "rectangles"))),
+    "bar": ("bars", (("stripe", "stripes"), ("rectangle", "rectangles"), ("strip", "strips"))),
 }
 
 # -------------------------------------------------------------------------------------------- sizes
-# name -> (radius as a fraction of the image side, words)
+# name -> (radius as a fraction of the image side, words: the plain one first)
 SIZES: dict[str, tuple[float, tuple[str, ...]]] = {
-    "small": (0.15, ("small", "little", "tiny")),
-    "medium": (0.22, ("medium", "moderate")),
-    "large": (0.30, ("large", "big", "huge")),
+    "small": (0.15, ("small", "little", "tiny", "mini")),
+    "medium": (0.22, ("medium", "moderate", "midsize", "average")),
+    "large": (0.30, ("large", "big", "huge", "giant")),
 }
 
 # ---------------------------------------------------------------------------------------- positions
@@ -101,54 +101,56 @@ BACKGROUND_WORDS = frozenset(
 )
 
 # --------------------------------------------------------------------------------------- boilerplate
+# Most common first: captions pick them with Zipf weights (1 / rank), as web boilerplate is a few
+# phrases used everywhere and a tail of rarer ones.
 PREFIXES = (
     "stock photo of",
     "photo of",
-    "picture of",
-    "image may contain :",
-    "close up of",
-    "vector illustration of",
-    "illustration of",
     "a photo of",
+    "image may contain :",
+    "picture of",
+    "close up of",
+    "illustration of",
+    "vector illustration of",
     "an image of",
-    "cartoon of",
-    "drawing of",
-    "clip art of",
     "icon of",
-    "royalty free image of",
+    "drawing of",
+    "cartoon of",
+    "clip art of",
     "view of",
     "detail of",
+    "royalty free image of",
     "this is",
     "here is",
 )
 SUFFIXES = (
-    "royalty free",
     "stock photo",
-    "high resolution",
-    "free download",
+    "royalty free",
     "stock image",
-    "hd wallpaper",
     "vector illustration",
+    "high resolution",
     "stock vector",
+    "free download",
     "clip art",
-    "for sale",
-    "photography",
-    "close up",
+    "hd wallpaper",
+    "illustration",
+    "image",
     "isolated",
+    "close up",
+    "high quality",
+    "for sale",
     "background texture",
     "free stock photo",
+    "photography",
     "digital art",
     "art print",
     "poster",
     "abstract background",
     "graphic design",
-    "high quality",
-    "illustration",
-    "image",
 )
 HASHTAGS = (
-    "art design photography instagood color minimal abstract geometry pattern wallpaper graphic love "
-    "photooftheday beautiful style illustration vector creative shapes picoftheday"
+    "art design photography instagood illustration vector color minimal abstract pattern wallpaper "
+    "graphic love photooftheday beautiful style creative geometry shapes picoftheday"
 ).split()
 CONNECTORS = ("with", "and", "next to", "beside", "near", "plus")
 GENERIC_NOUNS = ("shape", "object", "icon", "symbol", "sign", "figure")

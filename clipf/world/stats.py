@@ -113,7 +113,8 @@ def stats(
     occurrences starting past token 8 / 16 / 32), ``first_grounded_past_token`` (share of captions with
     grounding whose first grounded word is past token 8 / 16 / 32), ``first_word_grounded``,
     ``first_grounded_word`` (summary of its word index), ``no_grounding``, ``wrong_attribute``,
-    ``unrelated``, ``top_words``.
+    ``unrelated``, ``median_frequency`` (corpus frequency of function / ungrounded content / grounded
+    word occurrences), ``pos_share``, ``top_words``.
     """
     path = Path(path)
     folder = _split_dir(path, split)
@@ -124,6 +125,7 @@ def stats(
     tags: Counter = Counter()
     kinds: Counter = Counter()
     grounded_words = 0
+    classes: list[tuple[str, int]] = []  # (word, 0 function / 1 ungrounded content / 2 grounded)
     g_starts: list[int] = []
     first_start: list[int] = []
     first_is_grounded = no_ground = wrong = unrelated = 0
@@ -147,6 +149,7 @@ def stats(
             if t not in ("PUNCT", "SYM"):
                 counts[w] += 1
                 tags[t] += 1
+                classes.append((w, 2 if g is not None else int(t not in FUNCTION_TAGS)))
                 if g is not None:
                     grounded_words += 1
                     kinds[g] += 1
@@ -192,6 +195,7 @@ def stats(
         "no_grounding": round(no_ground / n, 4),
         "wrong_attribute": round(wrong / n, 4),
         "unrelated": round(unrelated / n, 4),
+        "median_frequency": _median_frequency(classes, counts, total),
         "pos_share": {t: round(v / total, 4) for t, v in tags.most_common()},
         "top_words": [[w, c] for w, c in counts.most_common(25)],
     }
@@ -199,6 +203,16 @@ def stats(
         from clipf.world.shards import write_json
 
         write_json(path / "stats.json", out)
+    return out
+
+
+def _median_frequency(classes, counts: Counter, total: int) -> dict[str, float | None]:
+    """Median corpus frequency of the word occurrences of each kind: function words, ungrounded
+    content words, grounded words (what a frequency masker sees)."""
+    out = {}
+    for name, kind in (("function", 0), ("ungrounded_content", 1), ("grounded", 2)):
+        f = [counts[w] / total for w, k in classes if k == kind]
+        out[name] = float(f"{np.median(f):.3g}") if f else None
     return out
 
 
@@ -223,6 +237,10 @@ def format_stats(s: dict) -> str:
         + "  ".join(f"{k}: {v:.0%}" for k, v in s["first_grounded_past_token"].items()),
         f"first word grounded   {s['first_word_grounded']:.1%}; no grounding {s['no_grounding']:.1%}; "
         f"a wrong attribute {s['wrong_attribute']:.1%}",
+        "median word frequency "
+        + "  ".join(
+            f"{k.replace('_', ' ')} {v:.2g}" for k, v in s["median_frequency"].items() if v is not None
+        ),
         "top words             " + " ".join(w for w, _ in s["top_words"][:15]),
     ]
     return "\n".join(lines)
