@@ -168,6 +168,36 @@ def test_train_and_eval_tokenizers(world, tmp_path):
     assert val_texts.shape[1] == 32 and (val_texts[:, 4:] != 0).any()  # long captions kept whole
 
 
+def test_zero_shot_prompts_at_full_length(world, tmp_path, monkeypatch):
+    """The trap: open_clip_train builds its zero-shot tokenizer at --force-context-length (K), cutting
+    prompts to K tokens. Under clipf.train a K=4 tower builds its classifier from 32-token prompts."""
+    from open_clip_train import zero_shot
+
+    for c in range(2):
+        (tmp_path / "imagenet" / f"n{c:08d}").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40), (200 * c, 50, 50)).save(
+                tmp_path / "imagenet" / f"n{c:08d}" / f"{i}.png"
+            )
+    seen = {}
+    real = zero_shot.build_zero_shot_classifier
+
+    def spy(model, tokenizer, classnames, templates, **kw):  # 5 classes, 2 templates: a small test
+        seen["prompt"] = tokenizer(["a photo of a goldfish, a type of fish."])
+        seen["context"] = model.context_length
+        return real(model, tokenizer, classnames[:5], templates[:2], **kw)  # top-5 needs 5
+
+    monkeypatch.setattr(zero_shot, "build_zero_shot_classifier", spy)
+    argv = base_args(
+        world, tmp_path, "zs", "--reduction-mask", "truncate", "--text-tokens", "4",
+        "--imagenet-val", str(tmp_path / "imagenet"), "--zeroshot-frequency", "1",
+    )  # fmt: skip
+    assert train.main(argv) == 0
+    assert seen["prompt"].shape == (1, 32) and (seen["prompt"][0, 4:] != 0).any() and seen["context"] == 32
+    (rec,) = read_json(tmp_path / "zs" / "metrics.json")
+    assert "val/imagenet-zeroshot-val-top1" in rec
+
+
 # --------------------------------------------------------------------------- the seed README's commands
 SEED_PRETRAIN = """--train-data "/data/cc12m/cc12m-train-{0000..2175}.tar" --train-num-samples 10968539
 --imagenet-val "/data/imagenet/validation/" --dataset-type webdataset --model ViT-B-16 --batch-size 896
