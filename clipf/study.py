@@ -194,13 +194,16 @@ def last_checkpoint(phase_dir: str | Path) -> Path:
 def launch(
     module_args: Sequence[str], cfg: Mapping, nproc_per_node: int | None = None, nnodes: int | None = None
 ) -> list[str]:
-    """``torchrun ... -m clipf.train module_args`` with the profile's launch shape (overridable)."""
+    """``torchrun ... -m clipf.train module_args`` with the profile's launch shape (overridable);
+    ``launch.threads`` sets OMP_NUM_THREADS (``env`` prefix: visible in the logged command)."""
     launch_cfg = cfg.get("launch") or {}
-    return launch_argv(
+    argv = launch_argv(
         module_args,
         nproc_per_node=nproc_per_node or launch_cfg.get("nproc_per_node", 1),
         nnodes=nnodes or launch_cfg.get("nnodes", 1),
     )
+    threads = launch_cfg.get("threads")
+    return ["env", f"OMP_NUM_THREADS={int(threads)}", *argv] if threads else argv
 
 
 def run_live(argv: Sequence[str], what: str | None = None, tail: int = 30) -> None:
@@ -259,8 +262,9 @@ def evaluate(
     argv = ["eval", str(run), "--checkpoint", str(checkpoint), "--dataset-root", str(dataset_root)]
     if datasets:
         argv += ["--datasets", *datasets]
-    if eval_cfg.get("batch_size"):
-        argv += ["--batch-size", str(eval_cfg["batch_size"])]
+    for key in ("batch_size", "num_workers", "threads", "device"):
+        if eval_cfg.get(key) is not None:
+            argv += ["--" + key.replace("_", "-"), str(eval_cfg[key])]
     from clipf.cli import main
 
     print("$ clipf", shlex.join(argv), flush=True)
@@ -394,14 +398,10 @@ def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params
         print(f"data: {n} training shards at {data['train_data']}")
         return
     argv = ["synth", "--out", str(out), "--train", str(data["train"]), "--val", str(data["val"])]
-    argv += [
-        "--image-size",
-        str(data["image_size"]),
-        "--seed",
-        str(data["seed"]),
-        "--config",
-        str(world_config),
-    ]
+    argv += ["--image-size", str(data["image_size"]), "--seed", str(data["seed"])]
+    argv += ["--config", str(world_config), "--no-progress"]
+    if data.get("eval") is not None:
+        argv += ["--eval", str(data["eval"])]
     _run_clipf("data", argv)
 
 
