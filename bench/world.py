@@ -110,6 +110,56 @@ def time_stages(cfg, n: int, size: int) -> dict:
     }
 
 
+def masker_retention(folder: Path, n: int = 1500, ks=(4, 8, 16), thresholds=(1e-4, 1e-3, 1e-2)) -> dict:
+    """What each masker keeps of the main object, by caption statistics alone: the mean number of
+    main-object shape / colour words (said right) left in a caption masked to K tokens, and the share of
+    captions keeping both, over the first ``n`` captions; the frequency masker's table is counted over
+    the whole split, as the study's freq stage does."""
+    from collections import Counter
+
+    from open_clip.tokenizer import _tokenizer
+
+    from clipf import masking
+    from clipf.freq import FreqTable
+    from clipf.world.stats import read_pairs
+
+    pairs = list(read_pairs(folder))
+    counts = Counter(w for caption, _ in pairs for w in masking.split_words(caption))
+    table = FreqTable(counts=dict(counts), total=sum(counts.values()), min_count=1)
+    test = pairs[:n]
+    captions = [c for c, _ in test]
+    special = {0, 49406, 49407}
+    runs = [(m, {}) for m in ("truncate", "block", "random", "syntax")]
+    runs += [(f"frequency t={t:g}", {"table": table, "threshold": t}) for t in thresholds]
+    out: dict = {"captions": len(test), "said": round(float(np.mean([_said(m) for _, m in test])), 3)}
+    for name, opts in runs:
+        masker = masking.get_masker(name.split(" ")[0])
+        for k in ks:
+            rows = masker(captions, k, np.random.default_rng(0), **opts)
+            kept, both = [], []
+            for row, (_, meta) in zip(rows.tolist(), test, strict=True):
+                left = Counter(C.words_of(_tokenizer.decode([i for i in row if i not in special])))
+                got = set()
+                n_kept = 0
+                for (w, _), g in zip(meta["words"], meta["grounded"], strict=True):
+                    if left[w] > 0:
+                        left[w] -= 1
+                        if g in ("shape", "color") and g not in meta["wrong"]:
+                            n_kept += 1
+                            got.add(g)
+                kept.append(n_kept)
+                both.append(len(got) == 2)
+            out.setdefault(name, {})[str(k)] = {
+                "kept": round(float(np.mean(kept)), 3),
+                "both": round(float(np.mean(both)), 3),
+            }
+    return out
+
+
+def _said(meta: dict) -> int:
+    return sum(1 for g in meta["grounded"] if g in ("shape", "color") and g not in meta["wrong"])
+
+
 def time_synthesize(cfg, n_train: int, n_val: int, n_eval: int, size: int) -> dict:
     out = {}
     root = Path(tempfile.mkdtemp(prefix="clipf-bench-world-"))
@@ -134,10 +184,11 @@ def time_synthesize(cfg, n_train: int, n_val: int, n_eval: int, size: int) -> di
 
         s = stats(root / "w1", write=False)
         s.pop("split")
+        retention = masker_retention(root / "w1" / "train")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     out.update(n_train=n_train, n_val=n_val, n_eval=n_eval, image_size=size)
-    return {"synthesize": out, "stats": s}
+    return {"synthesize": out, "stats": s, "retention": retention}
 
 
 def run(pairs: int, rounds: int) -> dict:
@@ -219,8 +270,30 @@ def markdown(res: dict) -> str:
         + " |",
         f"| caption opens with a grounded word | {st['first_word_grounded']:.0%} |",
         f"| no grounded word / a wrong attribute | {st['no_grounding']:.1%} / {st['wrong_attribute']:.1%} |",
+        "| median corpus frequency: function / ungrounded content / grounded words | "
+        + " / ".join(f"{v:.2g}" for v in st["median_frequency"].values())
+        + " |",
         "",
     ]
+    ret = res["retention"]
+    ks = list(next(v for k, v in ret.items() if isinstance(v, dict)))
+    lines += [
+        "What each masker keeps of the main object, from the captions alone (no training): main-object "
+        f"shape/colour words left per caption masked to K tokens (of {ret['said']:.2f} said right per "
+        f"caption), and the share of captions keeping both; first {ret['captions']} captions of that "
+        "split, the frequency table counted over all of it (`clipf.masking` maskers, seed 0).",
+        "",
+        "| masker | " + " | ".join(f"K={k}: words / both" for k in ks) + " |",
+        "|---|" + "---|" * len(ks),
+    ]
+    for name, by_k in ret.items():
+        if isinstance(by_k, dict):
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{by_k[k]['kept']:.2f} / {by_k[k]['both']:.0%}" for k in ks)
+                + " |"
+            )
+    lines.append("")
     return "\n".join(lines)
 
 
