@@ -96,7 +96,9 @@ def zero_shot(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc
     rows = rows[rows["dataset"] == dataset].copy()
     rows["value"] = rows["value"].astype(float) * (100.0 if rows["value"].max() <= 1.0 else 1.0)
     parsed = rows["run"].map(threshold_of)
-    rows["threshold"] = rows["freq_threshold"].astype(float).fillna(parsed) if "freq_threshold" in rows else parsed
+    rows["threshold"] = (
+        rows["freq_threshold"].astype(float).fillna(parsed) if "freq_threshold" in rows else parsed
+    )
     return rows
 
 
@@ -312,31 +314,37 @@ def decode_kept(ids: Sequence[int]) -> list[str]:
     return words_of(_tokenizer.decode([int(i) for i in ids if int(i) not in SPECIAL_IDS]))
 
 
-def keep_table(samples: Sequence[Sequence[tuple[str, str]]], kept: Sequence[Sequence[str]]) -> pd.DataFrame:
-    """One row per word occurrence: sample, word, pos (class), kept (bool).
+def keep_table(samples: Sequence[Sequence[tuple]], kept: Sequence[Sequence[str]]) -> pd.DataFrame:
+    """One row per word occurrence: sample, word, pos (class), kept (bool), grounded.
 
-    ``samples[i]`` is caption i as (word, POS tag) pairs; ``kept[i]`` the words its masked row kept.
-    A word counts as kept while the kept words still hold an unused copy of it (order-free, so
-    shuffling maskers are measured too); a word cut in half by the token budget is not kept.
+    ``samples[i]`` is caption i as (word, POS tag) or (word, POS tag, grounded) tuples — grounded:
+    whether the word names something in the image (the world's metadata knows); ``kept[i]`` the words
+    its masked row kept. A word counts as kept while the kept words still hold an unused copy of it
+    (order-free, so shuffling maskers are measured too); a word cut in half by the budget is not kept.
     """
     out = []
     for i, (words, keep) in enumerate(zip(samples, kept, strict=True)):
         left = Counter(keep)
-        for word, tag in words:
+        for word, tag, *grounded in words:
             w = word.lower()
             hit = left[w] > 0
             if hit:
                 left[w] -= 1
-            out.append((i, w, pos_class(tag), hit))
-    return pd.DataFrame(out, columns=["sample", "word", "pos", "kept"])
+            out.append((i, w, pos_class(tag), hit, bool(grounded[0]) if grounded else None))
+    return pd.DataFrame(out, columns=["sample", "word", "pos", "kept", "grounded"])
 
 
 def keep_rates(words: pd.DataFrame, by: Sequence[str] = ("masker", "text_tokens")) -> pd.DataFrame:
-    """Share of each POS class's words kept, per ``by`` group (columns: the POS classes + all)."""
+    """Share of each POS class's words kept, per ``by`` group (columns: the POS classes, all, and
+    ``grounded`` — the share of words naming something in the image — when the samples say which)."""
     by = list(by)
     rates = words.groupby([*by, "pos"])["kept"].mean().unstack("pos")
     rates["all"] = words.groupby(by)["kept"].mean()
     cols = [c for c in (*POS_CLASSES, "all") if c in rates.columns]
+    if "grounded" in words and words["grounded"].notna().any():
+        grounded = words[words["grounded"].fillna(False).astype(bool)]
+        rates["grounded"] = grounded.groupby(by)["kept"].mean()
+        cols.append("grounded")
     return rates[cols].reset_index()
 
 
@@ -381,8 +389,10 @@ def read_samples(folder: str | Path, n: int = 500) -> tuple[list[str], list[list
     return captions, [gold_pos(c, m) for c, m in zip(captions, metas, strict=True)]
 
 
-def gold_pos(caption: str, meta: Mapping) -> list[tuple[str, str]]:
-    """(word, POS) pairs of a caption from its metadata, else tagged by :mod:`clipf.pos`.
+def gold_pos(caption: str, meta: Mapping) -> list[tuple]:
+    """(word, POS) pairs of a caption from its metadata, else tagged by :mod:`clipf.pos`; with
+    ``grounded`` in the metadata (the world's: per word, the scene attribute it names, or null),
+    (word, POS, grounded) triples.
 
     Accepts ``words: [[w, tag], ...]`` / ``[{"word"|"text": w, "pos"|"tag": t}, ...]`` (also under
     ``tokens``), or ``pos: [tag, ...]`` aligned with the caption's words.
@@ -398,6 +408,9 @@ def gold_pos(caption: str, meta: Mapping) -> list[tuple[str, str]]:
                     )
                 else:
                     pairs.append((str(it[0]), str(it[1])))
+            grounded = meta.get("grounded")
+            if isinstance(grounded, list) and len(grounded) == len(pairs):
+                return [(w, t, g is not None) for (w, t), g in zip(pairs, grounded, strict=True)]
             return pairs
     words = words_of(caption)
     tags = meta.get("pos")
@@ -414,13 +427,15 @@ def word_keep_stats(
     maskers: Sequence[str],
     ks: Sequence[int],
     freq: Mapping[str, float] | None = None,
+    captions: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Mask every caption with every masker at every K; one row per word occurrence (``keep_table``)
     with masker, text_tokens and, given ``freq`` (word -> relative frequency), the word's frequency.
 
-    ``mask(masker, captions, k)`` returns the masked token rows (e.g. ``clipf.masking``'s maskers).
+    ``mask(masker, captions, k)`` returns the masked token rows (e.g. ``clipf.masking``'s maskers);
+    ``captions`` (default: the words joined) are what is masked.
     """
-    captions = [" ".join(w for w, _ in s) for s in samples]
+    captions = list(captions) if captions is not None else [" ".join(w[0] for w in s) for s in samples]
     frames = []
     for masker in maskers:
         for k in ks:
@@ -661,8 +676,10 @@ def compute_figure(compute: pd.DataFrame, x: str = "samples_per_second", y: str 
     return fig
 
 
-def keep_rate_figure(rates: pd.DataFrame, classes: Sequence[str] = ("noun", "adjective", "verb", "function")):
-    """Per-POS keep rate against K, one panel per POS class, a line per masker."""
+def keep_rate_figure(
+    rates: pd.DataFrame, classes: Sequence[str] = ("noun", "adjective", "verb", "function", "grounded")
+):
+    """Keep rate against K, one panel per POS class (and grounded words when known), a line per masker."""
     plt = _plt()
     classes = [c for c in classes if c in rates.columns]
     fig, axes = plt.subplots(1, len(classes), figsize=(3.3 * len(classes), 3.2), squeeze=False, sharey=True)
@@ -787,13 +804,18 @@ def training_figure(metrics: pd.DataFrame, x: str = "epoch"):
 # ---------------------------------------------------------------- writers
 
 
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub table, cells exactly as formatted ("1.0" stays "1.0", not 1)."""
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
 def write_table(df: pd.DataFrame, stem: str | Path, caption: str | None = None) -> list[Path]:
     """``stem``.csv, .md and .tex."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".csv"), stem.with_suffix(".md"), stem.with_suffix(".tex")]
     df.to_csv(paths[0], index=False)
-    paths[1].write_text(df.to_markdown(index=False) + "\n")
+    paths[1].write_text(markdown(df) + "\n")
     paths[2].write_text(df.to_latex(index=False, caption=caption, escape=True))
     return paths
 
@@ -826,6 +848,6 @@ def cli(argv: list[str] | None = None) -> int:
     table = main_table(tidy, args.dataset, args.metric, args.threshold, args.patches)
     paths = write_table(format_main_table(table), Path(args.out) / "main_table")
     (Path(args.out) / "summary.json").write_text(json.dumps(summary(table), indent=2) + "\n")
-    print(format_main_table(table).to_markdown(index=False))
+    print(markdown(format_main_table(table)))
     print("wrote", ", ".join(map(str, paths)))
     return 0

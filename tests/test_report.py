@@ -175,6 +175,7 @@ def test_writers_and_figures(tidy, tmp_path: Path):
     paths = R.write_table(R.format_main_table(table), tmp_path / "main_table")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
     assert "36.0 ± 1.0" in paths[1].read_text() and "tabular" in paths[2].read_text()
+    assert "| 50.0 " in paths[1].read_text()  # one seed: "50.0", not reformatted to 50
     figs = R.save_figure(R.tokens_figure(table, R.paper_results()), tmp_path / "tokens")
     assert all(p.stat().st_size > 1000 for p in figs)
     svg = figs[1].read_text()
@@ -312,3 +313,21 @@ def test_word_keep_stats_with_a_fake_masker():
     assert set(bins.masker) == {"truncate", "all words"}
     for _, g in bins.groupby(["masker", "text_tokens"]):
         assert g.share.sum() == pytest.approx(1.0)
+
+
+def test_grounded_keep_rate_from_world_metadata():
+    meta = {
+        "words": [["a", "DET"], ["red", "ADJ"], ["star", "NOUN"], ["free", "ADJ"]],
+        "grounded": [None, "color", "shape", None],
+    }
+    sample = R.gold_pos("a red star free", meta)
+    assert sample == [
+        ("a", "DET", False),
+        ("red", "ADJ", True),
+        ("star", "NOUN", True),
+        ("free", "ADJ", False),
+    ]
+    words = R.keep_table([sample], [["star", "free"]])
+    words["masker"], words["text_tokens"] = "m", 4
+    rates = R.keep_rates(words).iloc[0]
+    assert rates["grounded"] == pytest.approx(0.5) and rates["adjective"] == pytest.approx(0.5)
