@@ -235,13 +235,11 @@ _BANK = 4  # background variants per (background, size)
 
 
 @cache
-def _noise_images(size: int, sigma: float) -> tuple[Image.Image, Image.Image]:
-    """Gaussian pixel noise of std ``sigma`` over a (2 size)^2 canvas, fixed (crops of it vary per
-    image), split into its positive and negative parts as RGB images (PIL adds / subtracts saturating)."""
-    noise = np.rint(np.random.default_rng(0x5EED).standard_normal((2 * size, 2 * size, 3)) * sigma)
-    pos = np.clip(noise, 0, 255).astype(np.uint8)
-    neg = np.clip(-noise, 0, 255).astype(np.uint8)
-    return Image.fromarray(pos), Image.fromarray(neg)
+def _noise_image(size: int, sigma: float) -> Image.Image:
+    """Gaussian pixel noise of std ``sigma`` plus 128, over a (2 size)^2 RGB canvas, fixed (crops of it
+    at a random offset vary per image)."""
+    noise = np.rint(np.random.default_rng(0x5EED).standard_normal((2 * size, 2 * size, 3)) * sigma) + 128
+    return Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
 
 
 @cache
@@ -321,11 +319,10 @@ def render_image(scene: Mapping, size: int, cfg: Mapping, rng) -> Image.Image:
             mask = mask.reduce(ss)
         img.paste(tuple(obj["rgb"]), (x0, y0), mask)
     sigma = cfg["noise"]
-    if sigma:  # noise, and the exposure shift in the same pass
-        pos, neg = _noise_images(size, float(sigma))
+    if sigma:  # noise and the exposure shift in one pass: img + (noise + 128) - 128 + shift, clipped
         ox, oy = d.below(size), d.below(size)
-        box = (ox, oy, ox + size, oy + size)
-        img = ImageChops.subtract(ImageChops.add(img, pos.crop(box), 1.0, shift), neg.crop(box))
+        noise = _noise_image(size, float(sigma)).crop((ox, oy, ox + size, oy + size))
+        img = ImageChops.add(img, noise, 1.0, shift - 128)
     elif shift:
         img = ImageChops.add(img, Image.new("RGB", img.size), 1.0, shift)
     return img
