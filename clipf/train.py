@@ -26,6 +26,8 @@ Every open_clip_train option is accepted and means what it means there; clipf ad
 ``--finetune``              unmasked fine-tune preset: needs --pretrained; no text / image masking,
                             --lr 1e-5 and --lr-warmup-epochs 0.1 unless given
 ``--objective clip|siglip`` contrastive loss (siglip = open_clip_train's --siglip)
+``--objective uta``         UTA: align a ViT student's unmasked patch tokens to a frozen CLIP teacher
+                            (``--teacher ...``; the model, loss and export are :mod:`clipf.uta`'s)
 ``--logs-dir DIR``          = --logs (torchrun's own parser rejects ``--logs`` as an ambiguous
                             abbreviation of its ``--logs-specs``; or put ``--`` before the options)
 ``--no-export``             skip the final export
@@ -115,7 +117,7 @@ from clipf import export as E
 from clipf import models
 
 MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 3, 77
-OBJECTIVES = ("clip", "siglip")
+OBJECTIVES = ("clip", "siglip", "uta")
 FINETUNE_LR, FINETUNE_WARMUP_EPOCHS = 1e-5, 0.1
 
 
@@ -378,6 +380,8 @@ def make_plan(argv: Sequence[str]) -> Plan:
         if _given(rest, "--logs"):
             raise UsageError("give --logs or --logs-dir, not both")
         rest += ["--logs", ns.logs_dir]
+    if ns.objective == "uta":
+        raise UsageError("--objective uta is planned by clipf.uta.make_plan (clipf.train.main dispatches it)")
     if ns.objective == "siglip" and not _given(rest, "--siglip"):
         rest.append("--siglip")
     if not _given(rest, "--report-to"):
@@ -1282,6 +1286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         _help()
         return 0
+    from clipf import uta
+
+    if uta.requested(argv):  # --objective uta: clipf.uta swaps in the teacher-aligned model and loss
+        return uta.main(argv)
     models.register()
     quiet = logging.NullHandler()  # open_clip logs while we validate: no logging.basicConfig() from that
     logging.root.addHandler(quiet)

@@ -1,0 +1,485 @@
+"""clipf.uta: patch maskers' statistics, UTA training through the real `clipf train` entrypoint on a tiny
+teacher (one process, resume, 2-process DDP), loss on a fixed batch, the export in stock open_clip and
+CLIP_benchmark, the contrastive fine-tune from it, teacher specs, and bad input.
+
+The teacher is a tiny open_clip model made here (clipf-vit-micro: 32 px, 4x4 patches), exported with
+clipf.export; runs are a few steps of batch 16 on one thread.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from PIL import Image
+
+from clipf import export as E
+from clipf import models, train, uta
+
+torch.set_num_threads(1)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
+GRIDS = [(4, 4), (8, 8), (14, 14), (7, 5)]
+
+
+# =========================================================================== data and teachers
+def png(rgb, rng: np.random.Generator) -> bytes:
+    img = np.clip(np.array(rgb)[None, None] + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+    img[rng.integers(0, 16) :, : rng.integers(8, 32)] //= 2
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_pairs(folder: Path, n_shards: int, per_shard: int, seed: int = 0) -> str:
+    """img2dataset-style image-caption shards + sizes.json."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(n_shards):
+        with wds.TarWriter(str(folder / f"{s:05d}.tar")) as sink:
+            for i in range(per_shard):
+                color = str(rng.choice(list(COLORS)))
+                sink.write(
+                    {"__key__": f"{s:05d}{i:04d}", "png": png(COLORS[color], rng), "txt": f"a {color} thing"}
+                )
+    (folder / "sizes.json").write_text(json.dumps({f"{s:05d}.tar": per_shard for s in range(n_shards)}))
+    return str(folder / f"{{00000..{n_shards - 1:05d}}}.tar") if n_shards > 1 else str(folder / "00000.tar")
+
+
+def write_eval_set(folder: Path, per_class: int = 3) -> Path:
+    """A CLIP_benchmark webdataset classification set (``wds/colors``)."""
+    rng = np.random.default_rng(7)
+    (folder / "test").mkdir(parents=True, exist_ok=True)
+    with wds.TarWriter(str(folder / "test" / "0.tar")) as sink:
+        for c, name in enumerate(COLORS):
+            for j in range(per_class):
+                sink.write({"__key__": f"{c}{j:04d}", "png": png(COLORS[name], rng), "cls": str(c).encode()})
+    (folder / "test" / "nshards.txt").write_text("1\n")
+    (folder / "classnames.txt").write_text("\n".join(COLORS) + "\n")
+    (folder / "zeroshot_classification_templates.txt").write_text("a {c} thing.\na photo of a {c} square.\n")
+    return folder
+
+
+def make_export(folder: Path, model: str = "clipf-vit-micro", seed: int = 0) -> Path:
+    """A tiny open_clip model of clipf's configs, exported as a local-dir: teacher."""
+    import open_clip
+
+    models.register()
+    torch.manual_seed(seed)
+    net = open_clip.create_model(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = folder.parent / f"{folder.name}.pt"
+    torch.save({"state_dict": net.state_dict()}, ckpt)
+    return E.export(ckpt, model, folder)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("uta-world")
+    return {
+        "train": write_pairs(root / "train", 4, 16),
+        "val": write_pairs(root / "val", 1, 16, seed=1),
+        "eval": write_eval_set(root / "eval" / "colors"),
+        "teacher": make_export(root / "teacher"),
+        "root": root,
+    }
+
+
+def uta_args(world: dict, logs: Path, name: str, *extra: str, epochs: int = 1) -> list[str]:
+    return [
+        "--objective", "uta", "--teacher", str(world["teacher"]), "--model", "clipf-vit-micro",
+        "--train-data", world["train"], "--train-num-samples", "64", "--dataset-type", "webdataset",
+        "--batch-size", "16", "--epochs", str(epochs), "--workers", "0", "--precision", "fp32",
+        "--lr", "2e-3", "--warmup", "1", "--seed", "0", "--logs-dir", str(logs), "--name", name, *extra,
+    ]  # fmt: skip
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+# =========================================================================== patch maskers
+@pytest.mark.parametrize("name", list(uta.PATCH_MASKERS))
+@pytest.mark.parametrize("grid", GRIDS, ids=str)
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.9])
+def test_masker_keeps_exactly_the_ratio(name, grid, ratio):
+    h, w = grid
+    keep = uta.get_masker(name)(64, h, w, ratio, np.random.default_rng(1))
+    n = h * w
+    assert keep.dtype == torch.int64 and keep.shape == (64, uta.kept_count(n, ratio))
+    assert uta.kept_count(n, ratio) == max(1, int(n * (1 - ratio) + 1e-9))  # open_clip's PatchDropout count
+    assert (keep.diff(dim=1) > 0).all() and keep.min() >= 0 and keep.max() < n  # ascending, unique
+    masked = uta.keep_to_mask(keep, h, w)
+    assert (masked.sum((1, 2)) == n - keep.shape[1]).all()
+
+
+def test_random_masker_is_uniform():
+    p = uta.mask_probability("random", 8, 8, 0.5, n_samples=5000)
+    assert p.mean() == pytest.approx(0.5) and np.abs(p - 0.5).max() < 0.04
+
+
+def test_block_masks_are_blocks_and_centred():
+    """Block-wise masks are rectangles (masked patches have masked neighbours far more often than random
+    ones) and cover the centre more than the border; reversed block-wise the opposite (paper Fig. 3)."""
+
+    def neighbours(name: str) -> float:
+        m = uta.keep_to_mask(uta.get_masker(name)(500, 14, 14, 0.5, 0), 14, 14).float()
+        right, down = m[:, :, 1:] * m[:, :, :-1], m[:, 1:, :] * m[:, :-1, :]
+        return float((right.sum() + down.sum()) / m.sum())
+
+    assert neighbours("block") > 1.5 * neighbours("random")
+    maps = uta.mask_probability_maps(("block", "reversed_block"), 14, 0.5, n_samples=5000)
+    block, rev = maps["block"], maps["reversed_block"]
+    assert block.shape == (14, 14) and block.mean() == pytest.approx(0.5) and rev.mean() == pytest.approx(0.5)
+    assert block[5:9, 5:9].mean() > 0.7 > 0.3 > block[:2, :2].mean()
+    assert rev[5:9, 5:9].mean() < 0.3 < 0.7 < rev[:2, :2].mean()
+    assert np.allclose(block + rev, 1.0, atol=0.05)  # same rectangles, complementary roles
+
+
+@pytest.mark.parametrize("grid,ratio", [((8, 8), 0.75), ((8, 8), 0.5), ((14, 14), 0.5), ((4, 4), 0.25)])
+def test_reversed_block_is_the_complement_of_block(grid, ratio):
+    """With the same generator state, reversed block-wise keeps exactly what block-wise at 1 - ratio hides."""
+    h, w = grid
+    rev = uta.reversed_block(200, h, w, ratio, np.random.default_rng(5))
+    blk = uta.block(200, h, w, 1 - ratio, np.random.default_rng(5))
+    assert torch.equal(uta.keep_to_mask(rev, h, w), ~uta.keep_to_mask(blk, h, w))
+
+
+@pytest.mark.parametrize("name", list(uta.PATCH_MASKERS))
+def test_maskers_are_seeded(name):
+    fn = uta.get_masker(name)
+    a, b = fn(32, 8, 8, 0.5, 3), fn(32, 8, 8, 0.5, np.random.default_rng(3))
+    assert torch.equal(a, b) and not torch.equal(a, fn(32, 8, 8, 0.5, 4))
+    rng = np.random.default_rng(3)
+    assert not torch.equal(fn(32, 8, 8, 0.5, rng), fn(32, 8, 8, 0.5, rng))  # a generator moves on
+
+
+def test_masker_names_and_bad_ratios():
+    assert set(uta.PATCH_MASKERS) == {"random", "block", "reversed_block"}
+    assert uta.get_masker("reversed-block") is uta.reversed_block
+    with pytest.raises(ValueError, match="valid names: random, block, reversed_block"):
+        uta.get_masker("checkerboard")
+    for bad in (0, 1, 1.0, -0.1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(ValueError, match="mask ratio"):
+            uta.random(2, 4, 4, bad, 0)
+
+
+def test_maps_cli(capsys):
+    assert uta.cli(["maps", "--grid", "6", "--samples", "200"]) == 0
+    maps = json.loads(capsys.readouterr().out)
+    assert set(maps) == set(uta.PATCH_MASKERS) and np.array(maps["block"]).shape == (6, 6)
+
+
+# =========================================================================== the model on a fixed batch
+def test_loss_decreases_on_a_fixed_batch(world, tmp_path):
+    """30 steps on one batch: the loss falls, and the student's image embedding moves onto the teacher's
+    (what makes it zero-shot evaluable with the teacher's text tower)."""
+    plan = uta.make_plan(uta_args(world, tmp_path, "fixed"))
+    student, _, _ = uta.build_student(plan)
+    model = uta.UTAModel(student, plan.teacher.model, ratio=0.5, masker="reversed_block").train()
+    loss = uta.UTALoss()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        teacher_emb = plan.teacher.model.encode_image(images, normalize=True)
+        before = (model.eval().encode_image(images, normalize=True) * teacher_emb).sum(-1).mean()
+    model.train()
+    losses = []
+    for _ in range(30):
+        out = model(images)
+        assert out["student_tokens"].shape == (8, 8, 64) == out["teacher_tokens"].shape  # 8 of 16 patches
+        total = loss(**out)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+    with torch.no_grad():
+        after = (model.eval().encode_image(images, normalize=True) * teacher_emb).sum(-1).mean()
+    assert after > 0.9 and after > before
+    # the text tower and logit scale are the teacher's and stay frozen; the teacher is no submodule
+    assert all(
+        not p.requires_grad
+        for n, p in model.named_parameters()
+        if not n.startswith(("student.visual", "head"))
+    )
+    assert not any(k.startswith("teacher") for k in model.state_dict())
+    tokens = torch.randint(1, 49000, (2, 32))
+    assert torch.equal(model.encode_text(tokens), plan.teacher.model.encode_text(tokens))
+
+
+def test_student_sees_only_kept_patches(world, tmp_path):
+    """Changing a masked patch's pixels changes nothing the student computes; changing a kept one does."""
+    plan = uta.make_plan(uta_args(world, tmp_path, "gather"))
+    student, _, _ = uta.build_student(plan)
+    model = uta.UTAModel(student, plan.teacher.model).train()
+    image = torch.randn(1, 3, 32, 32)
+    keep = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]])  # the top half of the 4x4 grid
+    a = model.align(image, keep)
+    hidden, shown = image.clone(), image.clone()
+    hidden[..., 24:, :] += 5  # bottom row of patches: masked
+    shown[..., :8, :] += 5  # top row: kept
+    assert torch.allclose(model.align(hidden, keep)["student_tokens"], a["student_tokens"])
+    assert not torch.allclose(model.align(shown, keep)["student_tokens"], a["student_tokens"])
+    t_tokens, _ = model.teach(image)  # the teacher tokens are taken at the kept positions
+    assert torch.allclose(a["teacher_tokens"], t_tokens[:, :8])
+
+
+# =========================================================================== through `clipf train`
+@pytest.fixture(scope="module")
+def uta_run(world, tmp_path_factory) -> Path:
+    logs = tmp_path_factory.mktemp("runs")
+    argv = uta_args(
+        world, logs, "uta/pretrain", "--val-data", world["val"], "--val-num-samples", "16", epochs=2
+    )
+    assert train.main(argv) == 0
+    return logs / "uta" / "pretrain"
+
+
+def test_run_outputs(uta_run, world):
+    cfg = read_json(uta_run / "clipf.json")
+    assert cfg["objective"] == "uta" and cfg["image_mask"] == 0.5 and "--teacher" in cfg["argv"]
+    u = cfg["uta"]
+    assert u["masker"] == "reversed_block" and u["kept_patches"] == 8 and u["grid"] == [4, 4]
+    assert u["teacher"]["model"] == f"local-dir:{world['teacher']}"
+    recs = read_json(uta_run / "metrics.json")
+    assert [r["epoch"] for r in recs] == [1, 2]
+    for r in recs:
+        assert r["objective"] == "uta" and r["image_tokens"] == 9 and r["samples"] == 64
+        assert r["loss"] == pytest.approx(r["token_loss"] + r["global_loss"], rel=1e-5)
+        assert np.isfinite(r["val/uta_loss"]) and np.isfinite(r["val/clip_val_loss"])
+    assert recs[1]["loss"] < recs[0]["loss"] and recs[1]["val/uta_loss"] < recs[0]["val/uta_loss"]
+    sd = torch.load(uta_run / "checkpoints" / "epoch_2.pt", weights_only=True)["state_dict"]
+    assert {k.split(".")[0] for k in sd} == {"student", "head"}  # the teacher is never saved
+    log = (uta_run / "out.log").read_text()
+    assert "Token_loss" in log and "Global_loss" in log and "UTA val epoch 2" in log
+    curves = uta.loss_curves(uta_run)
+    assert set(curves["split"]) == {"train (step)", "train (epoch mean)", "val"}
+    assert set(curves["term"]) == {"loss", "token_loss", "global_loss"}
+
+
+def test_export_loads_in_stock_open_clip(uta_run, world):
+    """The export, with only open_clip imported: student vision weights, the teacher's text tower."""
+    export = uta_run / "export"
+    code = f"""
+import json, sys, torch, open_clip
+assert not any(m.startswith("clipf") for m in sys.modules)
+m, _, pp = open_clip.create_model_and_transforms("local-dir:{export}")
+t = open_clip.create_model("local-dir:{world["teacher"]}")
+tok = open_clip.get_tokenizer("local-dir:{export}")(["a red thing", "a photo of a blue square"])
+img = torch.randn(2, 3, 32, 32)
+same_text = torch.equal(m.encode_text(tok), t.encode_text(tok))
+print(json.dumps({{"text": same_text, "ctx": tok.shape[1], "img": list(m.encode_image(img).shape),
+                  "scale": float(m.logit_scale), "t_scale": float(t.logit_scale)}}))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["text"] and out["ctx"] == 32 and out["img"] == [2, 64] and out["scale"] == out["t_scale"]
+    from safetensors.torch import load_file
+
+    weights = load_file(str(export / E.WEIGHTS_NAME))
+    sd = torch.load(uta_run / "checkpoints" / "epoch_2.pt", weights_only=True)["state_dict"]
+    assert torch.equal(weights["visual.conv1.weight"], sd["student.visual.conv1.weight"])
+    meta = read_json(export / E.CONFIG_NAME)["clipf"]
+    assert meta["objective"] == "uta" and meta["checkpoint"].endswith("epoch_2.pt")
+
+
+def test_export_runs_in_clip_benchmark(uta_run, world, tmp_path):
+    from clipf import evaluate as ev
+
+    res = ev.evaluate_model(
+        uta_run / "export", ["wds/colors"], world["eval"], out_dir=tmp_path, batch_size=16, num_workers=0
+    )
+    metrics = res["wds/colors"]["metrics"]
+    assert 0.0 <= metrics["acc1"] <= 1.0 and (tmp_path / "wds_colors.json").is_file()
+
+
+def test_export_cli(uta_run, tmp_path, capsys):
+    assert (
+        uta.cli(["export", str(uta_run / "checkpoints" / "epoch_1.pt"), "--out", str(tmp_path / "e1")]) == 0
+    )
+    assert (
+        Path(capsys.readouterr().out.strip()) == tmp_path / "e1"
+        and (tmp_path / "e1" / E.WEIGHTS_NAME).is_file()
+    )
+    clip_ckpt = tmp_path / "plain.pt"
+    torch.save({"state_dict": {}}, clip_ckpt)
+    assert uta.cli(["export", str(clip_ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert "not a UTA run's checkpoint" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run(world, tmp_path):
+    assert train.main(uta_args(world, tmp_path, "r/pretrain", epochs=1)) == 0
+    argv = uta_args(world, tmp_path, "r/pretrain", "--resume", "latest", epochs=2)
+    assert train.main(argv) == 0
+    run = tmp_path / "r" / "pretrain"
+    assert [r["epoch"] for r in read_json(run / "metrics.json")] == [1, 2]
+    assert len(read_json(run / "clipf.json")["launches"]) == 2
+    assert read_json(run / "export" / E.CONFIG_NAME)["clipf"]["checkpoint"].endswith("epoch_2.pt")
+
+
+def test_ddp_two_processes(world, tmp_path):
+    """torchrun, 2 processes (gloo): the same entrypoint, one export, world size 2 in the records."""
+    argv = uta_args(world, tmp_path, "ddp/pretrain", "--uta-masker", "block")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "clipf.train",
+    ]
+    res = subprocess.run(cmd + argv, capture_output=True, text=True, env=ENV, timeout=240)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    (rec,) = read_json(tmp_path / "ddp" / "pretrain" / "metrics.json")
+    assert rec["world_size"] == 2 and rec["samples"] == 64 and np.isfinite(rec["token_loss"])
+    assert (tmp_path / "ddp" / "pretrain" / "export" / E.WEIGHTS_NAME).is_file()
+
+
+@pytest.fixture(scope="module")
+def finetuned(uta_run, world, tmp_path_factory) -> Path:
+    """The optional short contrastive fine-tune: an ordinary `clipf train --finetune` on the export."""
+    export, logs = uta_run / "export", tmp_path_factory.mktemp("ft")
+    argv = [
+        "--model", f"local-dir:{export}", "--pretrained", str(export / E.WEIGHTS_NAME), "--finetune",
+        "--train-data", world["train"], "--train-num-samples", "32", "--dataset-type", "webdataset",
+        "--batch-size", "16", "--epochs", "1", "--workers", "0", "--precision", "fp32", "--lr", "1e-3",
+        "--logs-dir", str(logs), "--name", "ft",
+    ]  # fmt: skip
+    with warnings.catch_warnings():  # clipf.train's check of --pretrained loads onto the meta device
+        warnings.filterwarnings("ignore", message="for .* copying from a non-meta parameter")
+        assert train.main(argv) == 0
+    return logs / "ft"
+
+
+def test_contrastive_finetune_from_the_export(finetuned, uta_run):
+    from safetensors.torch import load_file
+
+    sd = torch.load(finetuned / "checkpoints" / "epoch_1.pt", weights_only=True)["state_dict"]
+    start = load_file(str(uta_run / "export" / E.WEIGHTS_NAME))
+    assert not torch.equal(sd["visual.conv1.weight"], start["visual.conv1.weight"])  # it trained
+    assert sd["positional_embedding"].shape == start["positional_embedding"].shape
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="clipf.export.export builds a local-dir: --model with open_clip's create_model(pretrained=CKPT), "
+    "which ignores `pretrained` for local-dir: names, so RUN/export of a fine-tune from an export holds the "
+    "starting weights (fix in clipf/export.py: create with load_weights=False, then load_checkpoint)",
+)
+def test_finetune_export_holds_the_finetuned_weights(finetuned):
+    from safetensors.torch import load_file
+
+    sd = torch.load(finetuned / "checkpoints" / "epoch_1.pt", weights_only=True)["state_dict"]
+    out = load_file(str(finetuned / "export" / E.WEIGHTS_NAME))
+    assert torch.equal(out["visual.conv1.weight"], sd["visual.conv1.weight"])
+
+
+# =========================================================================== teachers
+def test_teacher_specs(world, tmp_path):
+    """An export folder, local-dir:, a run / phase folder, a clipf checkpoint, MODEL + --teacher-pretrained."""
+    import open_clip
+
+    export = Path(world["teacher"])
+    run = tmp_path / "clip-run"
+    (run / "pretrain" / "checkpoints").mkdir(parents=True)
+    torch.save(
+        {"state_dict": open_clip.create_model("clipf-vit-micro").state_dict()},
+        run / "pretrain" / "checkpoints" / "epoch_1.pt",
+    )
+    (run / "pretrain" / "clipf.json").write_text(
+        json.dumps({"model": "clipf-vit-micro", "full_context_length": 32})
+    )
+    ckpt = run / "pretrain" / "checkpoints" / "epoch_1.pt"
+    cases = {
+        str(export): f"local-dir:{export}",
+        f"local-dir:{export}": f"local-dir:{export}",
+        str(run): "clipf-vit-micro",
+        str(run / "pretrain"): "clipf-vit-micro",
+        str(ckpt): "clipf-vit-micro",
+    }
+    for spec, name in cases.items():
+        t = uta.resolve_teacher(spec)
+        assert t.name == name, spec
+        net = t.load()
+        assert net.visual.grid_size == (4, 4) and t.context_length == 32 and not net.training
+    (run / "pretrain" / "export").mkdir()
+    E.export(ckpt, "clipf-vit-micro", run / "pretrain" / "export")
+    assert uta.resolve_teacher(str(run)).name == f"local-dir:{run / 'pretrain' / 'export'}"  # exports first
+    t = uta.resolve_teacher("clipf-vit-micro", str(ckpt))
+    assert t.load() is not None and t.pretrained == str(ckpt)
+    assert uta.default_teacher({"grid": {"full_text_tokens": 32}}) == Path("runs/truncate-k32-m0-s0")
+
+
+# =========================================================================== bad input
+@pytest.fixture(scope="module")
+def bad_teachers(world, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("bad-teachers")
+    corrupt = root / "corrupt"
+    corrupt.mkdir()
+    (corrupt / E.CONFIG_NAME).write_text((Path(world["teacher"]) / E.CONFIG_NAME).read_text())
+    (corrupt / E.WEIGHTS_NAME).write_bytes((Path(world["teacher"]) / E.WEIGHTS_NAME).read_bytes()[:500])
+    (root / "empty").mkdir()
+    return {"corrupt": corrupt, "empty": root / "empty", "tiny": make_export(root / "tiny", "clipf-vit-tiny")}
+
+
+BAD = {
+    "no teacher": (["--teacher", None], "--objective uta needs --teacher"),
+    "missing path": (["--teacher", "/nonexistent/teacher"], "no such file or folder"),
+    "empty folder": (["--teacher", "{empty}"], "neither an export"),
+    "corrupt weights": (["--teacher", "{corrupt}"], "cannot load it"),
+    "unknown model": (["--teacher", "ViT-Q-99"], "nor an open_clip model name"),
+    "model without weights": (["--teacher", "ViT-B-16"], "needs --teacher-pretrained"),
+    "unknown tag": (["--teacher", "ViT-B-16", "--teacher-pretrained", "nope"], "nor a pretrained tag"),
+    "other grid": (
+        ["--teacher", "{tiny}"],
+        "8x8 patch grid; the student (--model clipf-vit-micro) sees 32x32 px as 4x4",
+    ),
+    "ratio 0": (["--uta-mask-ratio", "0"], "must be in (0, 1)"),
+    "ratio 1": (["--uta-mask-ratio", "1"], "must be in (0, 1)"),
+    "ratio 1.5": (["--uta-mask-ratio", "1.5"], "must be in (0, 1)"),
+    "ratio text": (["--uta-mask-ratio", "half"], "bad UTA option"),
+    "masker": (["--uta-masker", "checkerboard"], "unknown patch masker"),
+    "weights": (["--uta-token-weight", "0", "--uta-global-weight", "0"], "nothing to learn"),
+    "text masking": (["--reduction-mask", "frequency"], "text-masking options do not apply"),
+    "patch dropout": (["--force-patch-dropout", "0.5"], "use --uta-mask-ratio"),
+    "pretrained": (["--pretrained", "x.pt"], "starts from scratch"),
+    "accum": (["--accum-freq", "2"], "--accum-freq with --objective uta"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_fails_before_training(case, world, bad_teachers, tmp_path, capsys):
+    extra, message = BAD[case]
+    argv = uta_args(world, tmp_path, "bad")
+    i = argv.index("--teacher")
+    if extra[0] == "--teacher":
+        del argv[i : i + 2]
+        extra = [] if extra[1] is None else ["--teacher", extra[1].format(**bad_teachers), *extra[2:]]
+    assert train.main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert "clipf train: error:" in err and message in err, err
+    assert not (tmp_path / "bad").exists()  # nothing started
+
+
+def test_uta_checkpoint_is_no_teacher(uta_run, world, tmp_path, capsys):
+    argv = uta_args(world, tmp_path, "bad")
+    argv[argv.index("--teacher") + 1] = str(uta_run / "checkpoints" / "epoch_1.pt")
+    assert train.main(argv) == 2 and "a UTA run's checkpoint" in capsys.readouterr().err
+
+
+def test_train_plan_refuses_uta_without_the_dispatch(world, tmp_path):
+    with pytest.raises(train.UsageError, match="clipf.uta.make_plan"):
+        train.make_plan(uta_args(world, tmp_path, "x"))
+    assert uta.requested(["--objective=uta"]) and not uta.requested(["--objective", "clip", "uta"])
