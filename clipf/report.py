@@ -230,21 +230,36 @@ def summary(table: pd.DataFrame) -> dict:
 # ---------------------------------------------------------------- per-epoch and compute
 
 
-def epoch_curves(rows: Iterable[Mapping]) -> pd.DataFrame:
-    """A tidy frame (run, masker, text_tokens, image_mask, seed, epoch, value) from per-epoch records."""
+def epoch_curves(rows: Iterable[Mapping], full_text_tokens: int = 32) -> pd.DataFrame:
+    """A tidy frame (run, masker, text_tokens, image_mask, seed, epoch, value, series) from per-epoch
+    records; ``series`` names a line: the masker, CLIP / FLIP for the unmasked-text baselines, and
+    ``masker (mask r)`` for an image-mask ratio other than the grid's main one."""
+    cols = ["run", "masker", "text_tokens", "image_mask", "seed", "epoch", "value", "series"]
     df = pd.DataFrame(list(rows))
     if df.empty:
-        return pd.DataFrame(columns=["run", "masker", "text_tokens", "image_mask", "seed", "epoch", "value"])
-    return df.sort_values(["run", "epoch"]).reset_index(drop=True)
+        return pd.DataFrame(columns=cols)
+    masked = df[df["text_tokens"] < full_text_tokens]
+    main = masked["image_mask"].mode().iloc[0] if not masked.empty else None
+
+    def series(masker: str, k: int, r: float) -> str:
+        model, _ = describe(masker, k, r, full_text_tokens)
+        if model in ("CLIP", "FLIP"):
+            return model
+        return masker if main is None or np.isclose(r, main) else f"{masker} (mask {r:g})"
+
+    df["series"] = [
+        series(m, k, r) for m, k, r in df[["masker", "text_tokens", "image_mask"]].itertuples(index=False)
+    ]
+    return df.sort_values(["run", "epoch"]).reset_index(drop=True)[cols]
 
 
 def best_by_epoch(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per text-token budget and epoch, the masker with the best mean accuracy over seeds."""
+    """Per text-token budget and epoch, the masker (series) with the best mean accuracy over seeds."""
     if curves.empty:
         return pd.DataFrame(columns=["text_tokens", "epoch", "best_masker", "value"])
-    means = curves.groupby(["text_tokens", "epoch", "masker"])["value"].mean().reset_index()
+    means = curves.groupby(["text_tokens", "epoch", "series"])["value"].mean().reset_index()
     idx = means.groupby(["text_tokens", "epoch"])["value"].idxmax()
-    best = means.loc[idx].rename(columns={"masker": "best_masker"})
+    best = means.loc[idx].rename(columns={"series": "best_masker"})
     return best[["text_tokens", "epoch", "best_masker", "value"]].reset_index(drop=True)
 
 
@@ -260,6 +275,8 @@ def compute_table(runs: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     merged = runs.merge(acc, on="run", how="left")
+    if {"text_tokens_seen", "image_tokens_seen"} <= set(merged.columns):
+        merged["tokens_seen"] = merged["text_tokens_seen"] + merged["image_tokens_seen"]
     numeric = [
         c for c in merged.columns if c not in ("run", "masker", "seed") and merged[c].dtype.kind in "fi"
     ]
@@ -625,54 +642,49 @@ def _figure_legend(fig, axes) -> None:
 
 
 def epochs_figure(curves: pd.DataFrame, ylabel: str = "zero-shot top-1 (%)"):
-    """Accuracy vs training epoch, one panel per text-token budget, a line per masker (mean over seeds,
-    band = ± std): does the best masker change over training?"""
+    """Accuracy vs training epoch, one panel per text-token budget, a line per series of
+    :func:`epoch_curves` (mean over seeds, band = ± std): does the best masker change over training?"""
     plt = _plt()
     ks = sorted(curves["text_tokens"].unique()) if not curves.empty else [0]
     fig, axes = plt.subplots(1, len(ks), figsize=(3.6 * len(ks), 3.4), squeeze=False, sharey=True)
     colors = _masker_colors(MASKER_ORDER)
     for ax, k in zip(axes[0], ks, strict=True):
         sub = curves[curves["text_tokens"] == k]
-        for masker, g in sub.groupby("masker", sort=False):
+        for (name, masker), g in sub.groupby(["series", "masker"], sort=False):
             stats = g.groupby("epoch")["value"].agg(["mean", "std"]).reset_index()
-            ax.plot(stats["epoch"], stats["mean"], marker="o", color=colors.get(masker), label=masker)
-            ax.fill_between(
-                stats["epoch"],
-                stats["mean"] - stats["std"].fillna(0),
-                stats["mean"] + stats["std"].fillna(0),
-                color=colors.get(masker),
-                alpha=0.15,
-            )
+            color = "k" if name in ("CLIP", "FLIP") else colors.get(masker)
+            style = "--" if name == "CLIP" else "-." if name == "FLIP" else ":" if "(" in name else "-"
+            ax.plot(stats["epoch"], stats["mean"], marker="o", color=color, linestyle=style, label=name)
+            low, high = stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0)
+            ax.fill_between(stats["epoch"], low, high, color=color, alpha=0.12)
         ax.set_title(f"K = {k}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize=8)
-    fig.tight_layout()
+    _figure_legend(fig, axes[0])
     return fig
 
 
-def compute_figure(compute: pd.DataFrame, x: str = "samples_per_second", y: str = "pretrain_acc"):
-    """Accuracy against throughput (or tokens seen), a point per cell, colour = masker, label = K."""
+def compute_figure(
+    compute: pd.DataFrame, xs: Sequence[str] = ("samples_per_second", "tokens_seen"), y: str = "pretrain_acc"
+):
+    """Accuracy against throughput and against tokens processed, a point per cell (colour = masker,
+    label = text tokens / image-mask %)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    xs = [x for x in xs if x in compute.columns]
+    fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 3.8), squeeze=False, sharey=True)
     colors = _masker_colors(MASKER_ORDER)
-    for row in compute.itertuples(index=False):
-        ax.scatter(getattr(row, x), getattr(row, y), color=colors.get(row.masker), s=40)
-        ax.annotate(
-            f"K{row.text_tokens}",
-            (getattr(row, x), getattr(row, y)),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    for masker in compute["masker"].unique():
-        ax.scatter([], [], color=colors.get(masker), label=masker)
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(y.replace("_", " "))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    for ax, x in zip(axes[0], xs, strict=True):
+        for row in compute.itertuples(index=False):
+            at = (getattr(row, x), getattr(row, y))
+            ax.scatter(*at, color=colors.get(row.masker), s=40, label=row.masker)
+            label = f"K{row.text_tokens}/m{round(row.image_mask * 100)}"
+            ax.annotate(label, at, fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(x.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("zero-shot top-1 (%)" if y.endswith("_acc") else y.replace("_", " "))
+    _figure_legend(fig, axes[0])
     return fig
 
 
@@ -692,8 +704,7 @@ def keep_rate_figure(
         ax.set_xlabel("text tokens K")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("share of words kept")
-    axes[0, -1].legend(fontsize=8)
-    fig.tight_layout()
+    _figure_legend(fig, axes[0])
     return fig
 
 

@@ -209,7 +209,14 @@ def test_best_by_epoch_and_epoch_figure(tmp_path: Path):
                     value=15 + 2 * epoch,
                 )
             )
+    for r, v in ((0.0, 50.0), (0.75, 5.0)):  # CLIP and FLIP: both truncate at 32 tokens, never averaged
+        recs.append(
+            dict(run=f"t{r}", masker="truncate", text_tokens=32, image_mask=r, seed=0, epoch=1, value=v)
+        )
     curves = R.epoch_curves(recs)
+    k32 = curves[curves.text_tokens == 32].set_index("series")["value"]
+    assert k32.to_dict() == {"CLIP": 50.0, "FLIP": 5.0}
+    curves = curves[curves.text_tokens == 8]
     best = R.best_by_epoch(curves)
     assert best.best_masker.tolist() == ["frequency", "block", "block"]  # the best masker changes
     R.save_figure(R.epochs_figure(curves), tmp_path / "epochs")
