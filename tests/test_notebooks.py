@@ -18,7 +18,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_every_study_notebook_is_there():
-    assert [p.stem for p in NOTEBOOKS] == list(study.NOTEBOOKS)
+    # 01-05 are the DVC study's stages; 06_uta is UTA's notebook (run by its own tests, not the DAG yet)
+    assert [p.stem for p in NOTEBOOKS] == [*study.NOTEBOOKS, "06_uta"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -42,8 +42,6 @@ def test_dvc_yaml_reads_only_live_sections():
 @needs_upstream
 def test_smoke_dag_then_nothing_to_do():
     repo = smoke_study()
-    seconds = float((repo.parent / "smoke.log").read_text().split()[0])
-    assert seconds < 300, f"smoke DAG took {seconds:.0f} s"
     tidy = pd.read_csv(repo / "results" / "results.csv")
     cells = yaml.safe_load((repo / "params.yaml").read_text())["cells"]
     assert set(cells) <= set(tidy["run"])
