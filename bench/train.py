@@ -51,13 +51,6 @@ FILLER = (
     "a the of this is an image photo picture showing with and very nice small big there here on in "
     "at some it that looks like"
 ).split()
-TEMPLATES = [  # zero-shot prompts; the last ones put the class word past position 8
-    "a {}.",
-    "a {} thing.",
-    "a photo of a {} object.",
-    "there is a nice little picture here and it shows a {} object.",
-    "this is an image of something that looks very much like a {} thing on a plain background.",
-]
 
 
 def _draw(rng: np.random.Generator, color: str, shape: str, place: str, size: int = 32) -> np.ndarray:
@@ -361,87 +354,71 @@ def bench_speedup(repeats: int, steps: int, batch: int, world: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- pos-extend
-def _zero_shot(model, tokenizer, images, labels, classes) -> float:
-    import torch
+def project_world(folder: Path, n_train: int, n_val: int, n_eval: int) -> dict:
+    """The project's embedded world (clipf.world, default knobs, 32 px) and a frequency table of its
+    training captions (clipf.freq)."""
+    from clipf.freq import build_table
+    from clipf.world.generate import synthesize
 
-    with torch.no_grad():
-        img = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        heads = []
-        for c in classes:
-            t = torch.nn.functional.normalize(
-                model.encode_text(tokenizer([tpl.format(c) for tpl in TEMPLATES])), dim=-1
-            )
-            heads.append(torch.nn.functional.normalize(t.mean(0), dim=-1))
-        pred = (img @ torch.stack(heads).T).argmax(1)
-    return float((pred == labels).float().mean())
-
-
-def _per_template(model, tokenizer, images, labels, classes) -> list[float]:
-    import torch
-
-    out = []
-    with torch.no_grad():
-        img = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        for tpl in TEMPLATES:
-            t = torch.nn.functional.normalize(
-                model.encode_text(tokenizer([tpl.format(c) for c in classes])), dim=-1
-            )
-            out.append(float(((img @ t.T).argmax(1) == labels).float().mean()))
-    return out
-
-
-def _retrieval(model, tokenizer, images, captions) -> dict:
-    import torch
-
-    with torch.no_grad():
-        img = torch.nn.functional.normalize(model.encode_image(images), dim=-1)
-        txt = torch.nn.functional.normalize(model.encode_text(tokenizer(captions)), dim=-1)
-    sim = img @ txt.T
-    gt = torch.arange(len(captions))
-    return {
-        "image_to_text_R@1": float((sim.argmax(1) == gt).float().mean()),
-        "text_to_image_R@1": float((sim.argmax(0) == gt).float().mean()),
-        "image_to_text_R@5": float((sim.topk(5, dim=1).indices == gt[:, None]).any(1).float().mean()),
-        "text_to_image_R@5": float((sim.topk(5, dim=0).indices == gt[None]).any(0).float().mean()),
+    done = folder / "bench.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    manifest = synthesize(folder, n_train, n_val, 32, seed=0, n_eval=n_eval, progress=False)
+    shards = sorted((folder / "train").glob("*.tar"))
+    build_table(shards, progress=False).save(folder / "freq.json")
+    info = {
+        "train": str(folder / "train" / f"{{00000..{len(shards) - 1:05d}}}.tar"),
+        "freq": str(folder / "freq.json"),
+        "eval": str(folder / "eval"),
+        "sets": sorted(manifest["eval"]),
     }
+    done.write_text(json.dumps(info))
+    return info
 
 
-def evaluate_export(folder: Path, val_pattern: str) -> dict:
-    import open_clip
-    import torch
-    import webdataset as wds
-    from open_clip_train.data import expand_urls
-
-    model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{folder}")
-    tokenizer = open_clip.get_tokenizer(f"local-dir:{folder}")
-    model.eval()
-    samples = list(wds.WebDataset(expand_urls(val_pattern)[0], shardshuffle=False).decode("pil"))
-    images = torch.stack([preprocess(s["png"]) for s in samples])
-    captions = [s["txt"] for s in samples]
-    out: dict = {"context_length": int(tokenizer.context_length)}
-    for attr, classes in (("color", list(COLORS)), ("shape", list(SHAPES))):
-        labels = torch.tensor(
-            [classes.index(s["json"]["color" if attr == "color" else "shape"]) for s in samples]
-        )
-        out[f"zero_shot_{attr}_acc"] = _zero_shot(model, tokenizer, images, labels, classes)
-        out[f"zero_shot_{attr}_per_template"] = _per_template(model, tokenizer, images, labels, classes)
-    out.update(_retrieval(model, tokenizer, images[:500], captions[:500]))
+def _headline(result: dict) -> dict[str, float]:
+    """acc1 of each classification set, recall@1/5 of each retrieval set, from CLIP_benchmark JSON."""
+    out = {}
+    for name, res in result.items():
+        m = res["metrics"]
+        short = name.split("/")[-1].replace("world_", "")
+        if "acc1" in m:
+            out[f"{short} acc1"] = m["acc1"]
+        for key in (
+            "image_retrieval_recall@1",
+            "text_retrieval_recall@1",
+            "image_retrieval_recall@5",
+            "text_retrieval_recall@5",
+        ):
+            if key in m:
+                out[f"{short} {key.replace('_retrieval_recall', ' R')}"] = m[key]
     return out
 
 
-def bench_pos_extend(world: dict, epochs: int, seeds: list[int], k: int = 8, batch: int = 64) -> dict:
+def bench_pos_extend(epochs: int, seeds: list[int], n_train: int, k: int = 8, batch: int = 64) -> dict:
+    """Train a K-token CLIPF tower (frequency masking, 50% image mask) on the project's world, export it
+    at K, at 32 with ``repeat`` and at 32 with ``interpolate``, and run CLIP_benchmark (clipf.evaluate) on
+    every evaluation set of the world."""
+    from clipf import evaluate
     from clipf import export as E
 
+    world = project_world(WORK / f"project_world_{n_train}", n_train, 512, 500)
     logs = WORK / "pos_extend"
-    results = []
+    variants = (
+        (f"K={k}", "trained", "repeat"),
+        ("32, repeat", 32, "repeat"),
+        ("32, interpolate", 32, "interpolate"),
+    )
+    runs = []
     for seed in seeds:
         name = f"k{k}s{seed}"
         shutil.rmtree(logs / name, ignore_errors=True)
         argv = [
-            "--train-data", world["train"]["pattern"], "--dataset-type", "webdataset", "--model", "clipf-vit-tiny",
-            "--batch-size", str(batch), "--epochs", str(epochs), "--workers", "1", "--precision", "fp32",
-            "--lr", "1e-3", "--wd", "0.1", "--warmup", "50", "--seed", str(seed), "--reduction-mask", "frequency",
-            "--text-tokens", str(k), "--freq-table", world["freq"], "--freq-threshold", "1e-3",
+            "--train-data", world["train"], "--train-num-samples", str(n_train), "--dataset-type", "webdataset",
+            "--model", "clipf-vit-tiny", "--batch-size", str(batch), "--epochs", str(epochs), "--workers", "1",
+            "--precision", "fp32", "--lr", "1e-3", "--wd", "0.1", "--warmup", "50", "--seed", str(seed),
+            "--reduction-mask", "frequency", "--text-tokens", str(k), "--freq-table", world["freq"],
             "--force-patch-dropout", "0.5", "--logs", str(logs), "--name", name, "--no-export", "--report-to", "",
         ]  # fmt: skip
         t0 = time.perf_counter()
@@ -452,40 +429,104 @@ def bench_pos_extend(world: dict, epochs: int, seeds: list[int], k: int = 8, bat
             raise RuntimeError(res.stderr[-3000:])
         ckpt = logs / name / "checkpoints" / f"epoch_{epochs}.pt"
         row: dict = {"seed": seed, "train_seconds": time.perf_counter() - t0}
-        for label, ctx, mode in (
-            (f"K={k} (prompts cut)", "trained", "repeat"),
-            ("32 repeat", 32, "repeat"),
-            ("32 interpolate", 32, "interpolate"),
-        ):
-            out = E.export(ckpt, "clipf-vit-tiny", logs / name / f"export_{ctx}_{mode}", ctx, mode)
-            row[label] = evaluate_export(out, world["val"]["pattern"])
+        for label, ctx, mode in variants:
+            folder = E.export(ckpt, "clipf-vit-tiny", logs / name / f"export_{ctx}_{mode}", ctx, mode)
+            result = evaluate.evaluate_model(folder, dataset_root=world["eval"], num_workers=0, threads=1)
+            row[label] = _headline(result)
             print(
-                f"  pos-extend seed {seed} {label:20s}: {json.dumps({m: round(v, 3) for m, v in row[label].items() if isinstance(v, float)})}",
+                f"  pos-extend seed {seed} {label:16s}: "
+                + ", ".join(f"{m} {v:.3f}" for m, v in row[label].items()),
                 flush=True,
             )
-        results.append(row)
-    labels = [lbl for lbl in results[0] if isinstance(results[0][lbl], dict)]
-    metrics = [m for m, v in results[0][labels[0]].items() if isinstance(v, float)]
-    mean = {lbl: {m: statistics.fmean(r[lbl][m] for r in results) for m in metrics} for lbl in labels}
+        runs.append(row)
+    labels = [v[0] for v in variants]
+    metrics = list(runs[0][labels[0]])
+    mean = {lbl: {m: statistics.fmean(r[lbl][m] for r in runs) for m in metrics} for lbl in labels}
     return {
-        "model": "clipf-vit-tiny",
-        "text_tokens": k,
-        "image_mask": 0.5,
-        "epochs": epochs,
-        "templates": TEMPLATES,
-        "seeds": seeds,
-        "runs": results,
-        "mean": mean,
-    }
+        "model": "clipf-vit-tiny", "text_tokens": k, "image_mask": 0.5, "masker": "frequency", "epochs": epochs,
+        "train_pairs": n_train, "batch_size": batch, "seeds": seeds, "eval_sets": world["sets"], "runs": runs, "mean": mean,
+    }  # fmt: skip
+
+
+def report(folder: Path = RESULTS) -> str:
+    """The markdown tables of bench/README.md's Training section, from the JSON results."""
+    lines: list[str] = []
+    path = folder / "train_overhead.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        m = r["median"]
+        lines += [
+            "| trainer | samples / CPU-s | samples / s (wall) |",
+            "|---|---|---|",
+            *(
+                f"| {k} | {m[k]['samples_per_cpu_second']:.1f} | {m[k]['samples_per_second']:.1f} |"
+                for k in ("stock", "clipf")
+            ),
+            f"| **clipf / stock** | **{r['ratio_cpu']:.3f}** | {r['ratio_wall']:.3f} |",
+            "",
+            f"Per alternating pair (CPU): {', '.join(f'{x:.3f}' for x in r['ratio_cpu_per_pair'])}.",
+            "",
+        ]
+    path = folder / "train_speedup.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        lines += [
+            "| text tokens, image mask | GFLOP/step (fwd+bwd) | FLOP ratio | model-step CPU ratio | speed-up, synthetic | share of FLOP ratio | speed-up, shards + masking | share |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in r["configs"]:
+            syn, sh = c["synthetic"], c["shards"]
+            lines.append(
+                f"| {c['label']} | {c['flops_per_step']['total'] / 1e9:.1f} | {c['flop_ratio']:.2f}x | {c['model_step_ratio']:.2f}x "
+                f"| {syn['speedup']:.2f}x ({syn['samples_per_cpu_second']:.0f}/CPU-s) | {syn['share_of_flop_ratio']:.0%} "
+                f"| {sh['speedup']:.2f}x ({sh['samples_per_cpu_second']:.0f}/CPU-s) | {sh['share_of_flop_ratio']:.0%} |"
+            )
+        lines += [
+            "",
+            f"CPU ms per sample (batch {r['batch_size']}): model step (forward, backward, AdamW) vs the rest of the loop:",
+            "",
+        ]
+        lines += [
+            "| text tokens, image mask | forward | backward | AdamW | rest, synthetic | rest, shards + masking |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in r["configs"]:
+            p = {k: 1000 * v / r["batch_size"] for k, v in c["parts_cpu_seconds"].items()}
+            rest = [
+                1000 * c[d]["cpu_per_sample"]["rest (data, tokenize, loop)"] for d in ("synthetic", "shards")
+            ]
+            lines.append(
+                f"| {c['label']} | {p['forward']:.2f} | {p['backward']:.2f} | {p['optimizer']:.2f} | {rest[0]:.2f} | {rest[1]:.2f} |"
+            )
+        lines.append("")
+    path = folder / "train_pos_extend.json"
+    if path.is_file():
+        r = json.loads(path.read_text())
+        labels = list(r["mean"])
+        lines += [
+            "| metric (%, mean of seeds "
+            + ", ".join(map(str, r["seeds"]))
+            + ") | "
+            + " | ".join(labels)
+            + " |"
+        ]
+        lines += ["|---" * (len(labels) + 1) + "|"]
+        for m in r["mean"][labels[0]]:
+            lines.append(f"| {m} | " + " | ".join(f"{100 * r['mean'][lbl][m]:.1f}" for lbl in labels) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["overhead", "speedup", "pos-extend", "all"])
+    p.add_argument("what", choices=["overhead", "speedup", "pos-extend", "all", "report"])
     p.add_argument("--quick", action="store_true", help="a smoke run: few steps, one repeat")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
+    if a.what == "report":
+        print(report(Path(a.out)))
+        return 0
     import logging
 
     import torch
@@ -502,9 +543,6 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    world = make_world(
-        WORK / ("world_quick" if quick else "world"), 1024 if quick else 8192, 256 if quick else 1000
-    )
     todo = ["overhead", "speedup", "pos-extend"] if a.what == "all" else [a.what]
     for what in todo:
         t0 = time.perf_counter()
@@ -512,11 +550,12 @@ def main(argv: list[str] | None = None) -> int:
         if what == "overhead":
             res = bench_overhead(a.repeats or (1 if quick else 6), 6 if quick else 24, 64)
         elif what == "speedup":
+            world = make_world(WORK / ("world_quick" if quick else "world"), 1024 if quick else 8192, 256)
             res = bench_speedup(
                 a.repeats or (1 if quick else 2), 4 if quick else 8, 64 if quick else 256, world
             )
         else:
-            res = bench_pos_extend(world, 1 if quick else 4, [0] if quick else [0, 1])
+            res = bench_pos_extend(1 if quick else 5, [0] if quick else [0, 1], 1024 if quick else 8192)
         res["host"] = host
         res["seconds"] = time.perf_counter() - t0
         name = {"overhead": "train_overhead", "speedup": "train_speedup", "pos-extend": "train_pos_extend"}[
