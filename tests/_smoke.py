@@ -46,9 +46,11 @@ def git(repo: Path, *args: str) -> str:
 
 def copy_repo(dest: Path) -> Path:
     listed = git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    # the committed study outputs (runs/, results/, figures/, dvc.lock) belong to another profile
+    study_outputs = ("runs/", "results/", "figures/", "dvc.lock")
     for rel in filter(None, listed):
         src = REPO / rel
-        if src.is_file():
+        if src.is_file() and not rel.startswith(study_outputs):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     (dest / ".dvc").mkdir(exist_ok=True)
