@@ -77,14 +77,15 @@ def test_notebook_ran_in_the_smoke_study(name: str):
 
 
 @pytest.mark.slow
-def test_pretrain_notebook_standalone_with_a_profile_and_overrides():
-    """02_pretrain outside DVC: a named profile, an open_clip_train override, a new cell name."""
+def test_pretrain_notebook_standalone_with_a_profile_and_overrides(tmp_path: Path):
+    """02_pretrain outside DVC: a named profile, an open_clip_train override, a new cell name, its
+    own runs folder (the smoke repository's runs/ stays as DVC left it)."""
     import papermill as pm
     from _smoke import smoke_study, tool_env
 
     repo = smoke_study()
-    out = repo / "runs" / "nb-standalone" / "02_pretrain.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    runs = tmp_path / "runs"
+    out = tmp_path / "02_pretrain.ipynb"
     with tool_env(repo):
         pm.execute_notebook(
             str(repo / "notebooks" / "02_pretrain.ipynb"),
@@ -95,9 +96,10 @@ def test_pretrain_notebook_standalone_with_a_profile_and_overrides():
                 "text_tokens": 5,
                 "cell": "nb-standalone",
                 "options": {"epochs": 1},
+                "runs": str(runs),
             },
             cwd=str(repo),
             progress_bar=False,
         )
-    assert (repo / "runs" / "nb-standalone" / "pretrain" / "metrics.json").exists()
-    assert study.last_checkpoint(repo / "runs" / "nb-standalone" / "pretrain").name == "epoch_1.pt"
+    assert (runs / "nb-standalone" / "pretrain" / "metrics.json").exists()
+    assert study.last_checkpoint(runs / "nb-standalone" / "pretrain").name == "epoch_1.pt"
