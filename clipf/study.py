@@ -90,21 +90,13 @@ def check_shards(pattern: str, what: str = "data.train_data") -> int:
 
 
 def shard_pattern(folder: str | Path) -> tuple[str, int]:
-    """``folder/{00000..000NN}.tar`` and the sample count, from the folder's ``sizes.json``."""
-    folder = Path(folder)
-    sizes_file = folder / "sizes.json"
-    if not sizes_file.exists():
-        raise StageError(f"{sizes_file}: missing (is {folder} a `clipf data synth` split?)")
-    sizes = json.loads(sizes_file.read_text())
-    names = sorted(sizes)
-    if not names:
-        raise StageError(f"{sizes_file}: no shards")
-    stems = [Path(n).stem for n in names]
-    if len(stems) == 1:
-        pattern = str(folder / names[0])
-    else:
-        pattern = str(folder / f"{{{stems[0]}..{stems[-1]}}}.tar")
-    return pattern, int(sum(sizes.values()))
+    """``folder/{00000..000NN}.tar`` and the sample count of a ``clipf data synth`` split."""
+    from clipf.world.generate import WorldError, shard_spec
+
+    try:
+        return shard_spec(folder)
+    except WorldError as err:
+        raise StageError(str(err)) from None
 
 
 def data_source(cfg: Mapping) -> dict:
@@ -271,28 +263,6 @@ def evaluate(
     rc = main(argv)
     if rc:
         raise StageError(f"clipf eval failed on {run} ({checkpoint}) (exit {rc})")
-
-
-def read_eval(run: str | Path):
-    """The CLIP_benchmark results of one run as a flat table (checkpoint, dataset, task, metric, value)."""
-    import pandas as pd
-
-    rows = []
-    for path in sorted(Path(run, "eval").rglob("*.json")):
-        data = json.loads(path.read_text())
-        metrics = data.get("metrics", data) if isinstance(data, Mapping) else {}
-        for metric, value in metrics.items():
-            if isinstance(value, int | float):
-                rows.append(
-                    {
-                        "checkpoint": str(path.parent.relative_to(Path(run, "eval"))),
-                        "dataset": data.get("dataset", path.stem),
-                        "task": data.get("task"),
-                        "metric": metric,
-                        "value": value,
-                    }
-                )
-    return pd.DataFrame(rows)
 
 
 def planned_rows(tidy, cells: Mapping):
