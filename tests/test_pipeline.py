@@ -40,11 +40,6 @@ def test_dvc_yaml_reads_only_live_sections():
 
 @pytest.mark.slow
 @needs_upstream
-@pytest.mark.xfail(
-    reason="known defect: in the smoke profile the second `dvc repro` re-runs `collect` (its `runs` dep "
-    "changes after it ran); the demo profile's second repro is a no-op. See the session note.",
-    strict=False,
-)
 def test_smoke_dag_then_nothing_to_do():
     repo = smoke_study()
     tidy = pd.read_csv(repo / "results" / "results.csv")
@@ -74,11 +69,6 @@ def test_smoke_dag_then_nothing_to_do():
 
 @pytest.mark.slow
 @needs_upstream
-@pytest.mark.xfail(
-    reason="known defect: in the smoke profile the second `dvc repro` re-runs `collect` (its `runs` dep "
-    "changes after it ran); the demo profile's second repro is a no-op. See the session note.",
-    strict=False,
-)
 def test_one_grid_change_reruns_only_its_cells():
     from clipf import study
 
