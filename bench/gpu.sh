@@ -52,6 +52,8 @@ run() {  # run NAME MODULE_OR_STOCK ARGS...
 
 cat > bench/_work/stock_main.py <<'EOF'
 import sys
+from clipf import models  # only adds clipf's model configs to open_clip's registry (MODEL=clipf-vit-*)
+models.register()
 from open_clip_train.main import main
 sys.exit(main([a for a in sys.argv[1:] if a != "--"]) or 0)
 EOF
