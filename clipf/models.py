@@ -8,9 +8,9 @@ Every clipf entrypoint calls it first; calling it again is a no-op.
 =====================  ========  =====================================  ======================  ==========
 name                   image     vision tower                           text tower (ctx 32)     parameters
 =====================  ========  =====================================  ======================  ==========
-``clipf-vit-tiny``     32 px     ViT, patch 4 (64 patches), 4 x 192     3 x 128                 ~8.9 M
-``clipf-vit-tiny-64``  64 px     ViT, patch 8 (64 patches), 4 x 192     3 x 128                 ~8.9 M
-``clipf-vit-micro``    32 px     ViT, patch 8 (16 patches), 2 x 64      2 x 64                  ~3.3 M
+``clipf-vit-tiny``     32 px     ViT, patch 4 (64 patches), 4 x 192     3 x 128                 ~8.8 M
+``clipf-vit-tiny-64``  64 px     ViT, patch 8 (64 patches), 4 x 192     3 x 128                 ~8.8 M
+``clipf-vit-micro``    32 px     ViT, patch 8 (16 patches), 2 x 64      2 x 64                  ~3.4 M
 =====================  ========  =====================================  ======================  ==========
 
 Most parameters of these towers are the 49,408-row BPE token embedding (open_clip's vocabulary, which
