@@ -232,17 +232,22 @@ def export(
     if n < 1:
         raise ValueError(f"context_length must be >= 1, got {n}")
     cfg = model_config(model, n, image_size=image_size, quick_gelu=quick_gelu, custom_text=custom_text)
-    with text_pos_resize(pos_extend):
-        net = open_clip.create_model(
-            model,
-            pretrained=str(checkpoint),
-            force_context_length=n,
-            force_image_size=image_size,
-            force_quick_gelu=quick_gelu,
-            force_custom_text=custom_text,
-            force_patch_dropout=0.0,
-            force_preprocess_cfg=preprocess or None,
-        )
+    # The architecture without any weights, then the checkpoint's: open_clip's create_model ignores
+    # `pretrained` for a `local-dir:` / `hf-hub:` name (it loads the folder's own weights), which would
+    # export a fine-tune started from an export with its *starting* weights.
+    net = open_clip.create_model(
+        model,
+        load_weights=False,
+        pretrained_text=False,
+        force_context_length=n,
+        force_image_size=image_size,
+        force_quick_gelu=quick_gelu,
+        force_custom_text=custom_text,
+        force_patch_dropout=0.0,
+        force_preprocess_cfg=preprocess or None,
+    )
+    with text_pos_resize(pos_extend):  # load_checkpoint resizes a K-row table with `pos_extend`
+        open_clip.load_checkpoint(net, str(checkpoint), strict=True)
     preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(net))
     preprocess_cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in preprocess_cfg.items()}
     meta = {

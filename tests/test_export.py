@@ -148,3 +148,23 @@ def test_export_bad_input(k6, tmp_path, capsys):
     assert "size mismatch" in capsys.readouterr().err and not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
         clipf_main(["export", str(path), "--pos-extend", "zeros"])
+
+
+def test_export_of_a_local_dir_model_holds_the_checkpoint(k6, tmp_path):
+    """A run whose --model is a local-dir: export (a fine-tune started from an export): its export holds
+    the checkpoint's weights, not the folder's own (open_clip's create_model ignores `pretrained` there)."""
+    from safetensors.torch import load_file
+
+    _, path = k6
+    start = E.export(path, MODEL, tmp_path / "start")  # the folder a fine-tune starts from
+    sd = {k: v.clone() for k, v in load_file(str(start / E.WEIGHTS_NAME)).items()}
+    sd["visual.conv1.weight"] += 1.0  # "fine-tuned"
+    ckpt = tmp_path / "epoch_1.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()}}, ckpt)
+    out = E.export(ckpt, f"local-dir:{start}", tmp_path / "out")
+    weights = load_file(str(out / E.WEIGHTS_NAME))
+    assert torch.equal(weights["visual.conv1.weight"], sd["visual.conv1.weight"])
+    assert (
+        set(weights) == set(sd)
+        and json.loads((out / E.CONFIG_NAME).read_text())["clipf"]["context_length"] == 32
+    )

@@ -372,12 +372,6 @@ def test_contrastive_finetune_from_the_export(finetuned, uta_run):
     assert sd["positional_embedding"].shape == start["positional_embedding"].shape
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clipf.export.export builds a local-dir: --model with open_clip's create_model(pretrained=CKPT), "
-    "which ignores `pretrained` for local-dir: names, so RUN/export of a fine-tune from an export holds the "
-    "starting weights (fix in clipf/export.py: create with load_weights=False, then load_checkpoint)",
-)
 def test_finetune_export_holds_the_finetuned_weights(finetuned):
     from safetensors.torch import load_file
 
