@@ -50,11 +50,13 @@ folder is clipf's, and ``collect`` reads every JSON in it.)
 ``clipf eval collect [--runs runs] [--out runs/results.csv]`` gathers every ``RUN/eval/*/*.json`` into one
 tidy table (CSV and Parquet beside it), one row per number:
 
-    run, masker, text_tokens, image_mask, seed, epochs, checkpoint, dataset, task, metric, value,
+    run, objective, masker, text_tokens, image_mask, seed, epochs, checkpoint, dataset, task, metric, value,
     model, freq_threshold, finetune_epochs, weights_sha256
 
-with the run's settings from ``RUN/pretrain/clipf.json`` (the cell: masker, K text tokens, FLIP image-mask
-ratio, seed, pre-training epochs) and ``RUN/finetune/clipf.json`` (fine-tune epochs). NaN metrics (acc5 of a
+with the run's settings from ``RUN/pretrain/clipf.json`` (the pre-training objective — ``clip``,
+``siglip`` or ``uta`` (:mod:`clipf.uta`: text tower from a frozen teacher, ``image_mask`` is its patch
+mask ratio) —, the cell: masker, K text tokens, FLIP image-mask ratio, seed, pre-training epochs) and
+``RUN/finetune/clipf.json`` (fine-tune epochs). NaN metrics (acc5 of a
 set with fewer than 5 classes) are left out.
 
 Python: :func:`evaluate_run` (-> tidy DataFrame of what it evaluated or read back; ``df.attrs["computed"]``
@@ -89,6 +91,7 @@ WEIGHTS_NAME = "open_clip_model.safetensors"
 SUMMARY_NAME = "summary.json"
 COLUMNS = [
     "run",
+    "objective",
     "masker",
     "text_tokens",
     "image_mask",
@@ -295,18 +298,23 @@ def exported(ckpt: Checkpoint, run: Path, model: str | None = None) -> Iterator[
         )
     with tempfile.TemporaryDirectory(prefix="clipf-eval-") as tmp:
         try:
-            out = clipf_export.export(
-                ckpt.source,
-                model,
-                Path(tmp) / "export",
-                FULL_CONTEXT,
-                cfg.get("pos_extend") or clipf_export.DEFAULT_POS_EXTEND,
-                image_size=cfg.get("image_size"),
-                quick_gelu=bool(cfg.get("quick_gelu")),
-                custom_text=bool(cfg.get("custom_text")),
-                preprocess=cfg.get("preprocess") or None,
-                verify=False,
-            )
+            if cfg.get("objective") == "uta":  # student vision tower + the teacher's text tower
+                from clipf import uta
+
+                out = uta.export(ckpt.source, Path(tmp) / "export", verify=False)
+            else:
+                out = clipf_export.export(
+                    ckpt.source,
+                    model,
+                    Path(tmp) / "export",
+                    FULL_CONTEXT,
+                    cfg.get("pos_extend") or clipf_export.DEFAULT_POS_EXTEND,
+                    image_size=cfg.get("image_size"),
+                    quick_gelu=bool(cfg.get("quick_gelu")),
+                    custom_text=bool(cfg.get("custom_text")),
+                    preprocess=cfg.get("preprocess") or None,
+                    verify=False,
+                )
         except Exception as exc:
             raise EvalError(f"{ckpt.source}: cannot export it ({type(exc).__name__}: {exc})") from exc
         info = check_export(out)
@@ -892,11 +900,12 @@ def _evaluate(
 
 
 def run_metadata(run: str | os.PathLike) -> dict:
-    """The cell's settings (masker, text_tokens, image_mask, seed, epochs, model, freq_threshold,
-    finetune_epochs) from ``RUN/pretrain/clipf.json`` (+ ``RUN/finetune/clipf.json``); NaN if absent."""
+    """The cell's settings (objective, masker, text_tokens, image_mask, seed, epochs, model,
+    freq_threshold, finetune_epochs) from ``RUN/pretrain/clipf.json`` (+ ``RUN/finetune/clipf.json``); NaN
+    if absent. ``objective`` is the pre-training's (a clipf.json without one is a contrastive run: clip)."""
     run = Path(run)
     nan = float("nan")
-    meta = dict.fromkeys(["masker", "text_tokens", "image_mask", "seed", "epochs", "model"], nan)
+    meta = dict.fromkeys(["objective", "masker", "text_tokens", "image_mask", "seed", "epochs", "model"], nan)
     meta.update(freq_threshold=nan, finetune_epochs=nan)
 
     def read(path: Path) -> dict:
@@ -910,6 +919,8 @@ def run_metadata(run: str | os.PathLike) -> dict:
     for key in ("masker", "text_tokens", "image_mask", "seed", "epochs", "model"):
         if pre.get(key) is not None:
             meta[key] = pre[key]
+    if pre:
+        meta["objective"] = pre.get("objective") or "clip"
     if pre.get("freq_threshold") is not None and meta["masker"] == "frequency":
         meta["freq_threshold"] = pre["freq_threshold"]
     fin = read(run / "finetune" / "clipf.json")
@@ -929,7 +940,10 @@ def tidy_rows(run: str, meta: Mapping, checkpoint: str, dump: Mapping) -> list[d
             rows.append(
                 {
                     "run": run,
-                    **{k: meta.get(k) for k in ("masker", "text_tokens", "image_mask", "seed", "epochs")},
+                    **{
+                        k: meta.get(k)
+                        for k in ("objective", "masker", "text_tokens", "image_mask", "seed", "epochs")
+                    },
                     "checkpoint": checkpoint,
                     "dataset": dump.get("dataset"),
                     "task": dump.get("task"),

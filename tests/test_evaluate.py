@@ -229,6 +229,56 @@ def test_tidy_table_matches_raw_json(evaluated, tmp_path):
     assert np.allclose(merged.value, merged.value_t)
 
 
+def fake_result(run: Path, checkpoint: str, value: float) -> None:
+    """One CLIP_benchmark JSON under RUN/eval/<checkpoint>/ (what `collect` reads)."""
+    dump = {"dataset": "wds/colors", "task": "zeroshot_classification", "metrics": {"acc1": value}}
+    (run / "eval" / checkpoint).mkdir(parents=True, exist_ok=True)
+    (run / "eval" / checkpoint / "wds_colors.json").write_text(json.dumps(dump))
+
+
+def test_objective_column(tmp_path):
+    """`objective` is the pre-training's (clip / siglip / uta), on the fine-tune's rows too; a clipf.json
+    without it is a contrastive run (clip); a run without clipf.json has none."""
+    runs = tmp_path / "runs"
+    phases = {
+        "uta-s0": {
+            "pretrain": {
+                "objective": "uta",
+                "masker": "none",
+                "text_tokens": 32,
+                "image_mask": 0.5,
+                "seed": 0,
+            },
+            "finetune": {"objective": "clip", "finetune": True, "epochs": 1},
+        },
+        "truncate-k32-m0-s0": {"pretrain": {"objective": "clip", "masker": "truncate", "seed": 0}},
+        "old-run": {"pretrain": {"masker": "block", "seed": 1}},
+        "siglip-run": {"pretrain": {"objective": "siglip", "masker": "truncate", "seed": 0}},
+        "bare": {},
+    }
+    for name, cfgs in phases.items():
+        for phase, cfg in cfgs.items():
+            (runs / name / phase).mkdir(parents=True)
+            (runs / name / phase / "clipf.json").write_text(json.dumps(cfg))
+        for i, ckpt in enumerate(("pretrain", "finetune")):
+            fake_result(runs / name, ckpt, 0.1 * (i + 1))
+    tidy = ev.collect(runs, tmp_path / "results.csv", parquet=False)
+    assert list(tidy.columns) == ev.COLUMNS + ev.EXTRA_COLUMNS and tidy.columns[1] == "objective"
+    got = tidy.groupby("run").objective.agg(lambda s: sorted(set(s.fillna("-"))))
+    assert got.to_dict() == {
+        "bare": ["-"],
+        "old-run": ["clip"],
+        "siglip-run": ["siglip"],
+        "truncate-k32-m0-s0": ["clip"],
+        "uta-s0": ["uta"],
+    }
+    uta = tidy[tidy.run == "uta-s0"].set_index("checkpoint")
+    assert uta.loc["pretrain", "image_mask"] == 0.5 and uta.loc["finetune", "finetune_epochs"] == 1
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert on_disk[on_disk.run == "uta-s0"].objective.eq("uta").all()
+    assert ev.run_metadata(runs / "uta-s0")["objective"] == "uta"
+
+
 def test_cached_then_recomputed_on_new_weights(evaluated, world):
     runs, run, _ = evaluated
     target = run / "eval" / "finetune" / "wds_colors.json"

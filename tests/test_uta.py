@@ -304,6 +304,22 @@ def test_export_runs_in_clip_benchmark(uta_run, world, tmp_path):
     assert 0.0 <= metrics["acc1"] <= 1.0 and (tmp_path / "wds_colors.json").is_file()
 
 
+def test_clipf_eval_of_a_uta_epoch_checkpoint(uta_run, world, tmp_path):
+    """`clipf eval RUN --checkpoint RUN/pretrain/checkpoints/epoch_N.pt` exports a UTA checkpoint with
+    clipf.uta.export (accuracy over UTA epochs); the tidy rows say objective uta."""
+    import shutil
+
+    from clipf import evaluate as ev
+
+    run = tmp_path / "uta-s0"
+    shutil.copytree(uta_run, run / "pretrain")
+    ckpt = run / "pretrain" / "checkpoints" / "epoch_1.pt"
+    df = ev.evaluate_run(run, str(ckpt), ["wds/colors"], world["eval"], batch_size=16, num_workers=0)
+    assert set(df.checkpoint) == {"pretrain-epoch_1"} and set(df.objective) == {"uta"}
+    assert 0.0 <= df[df.metric == "acc1"].value.iloc[0] <= 1.0
+    assert (run / "eval" / "pretrain-epoch_1" / "wds_colors.json").is_file()
+
+
 def test_export_cli(uta_run, tmp_path, capsys):
     assert (
         uta.cli(["export", str(uta_run / "checkpoints" / "epoch_1.pt"), "--out", str(tmp_path / "e1")]) == 0
