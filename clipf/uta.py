@@ -49,7 +49,7 @@ grids). The teacher itself is held outside the module tree — not in checkpoint
 frozen, in eval mode, run under ``torch.no_grad`` (bf16 on GPU by default); ``--resume`` loads it again
 from ``--teacher``.
 
-Export. ``RUN/export/`` (end of training; ``python -m clipf.uta export CKPT`` for any checkpoint) is an
+Export. ``RUN/export/`` (end of training; ``clipf uta export CKPT`` for any checkpoint) is an
 open_clip ``local-dir:`` model — the student's vision tower, the teacher's text tower and logit scale —
 that stock open_clip / CLIP_benchmark / ``clipf eval`` load with no contrastive step. A short contrastive
 fine-tune starts from it like any open_clip model::
@@ -60,6 +60,13 @@ Masking strategies are small functions in :data:`PATCH_MASKERS` (``fn(n_batch, g
 rng) -> LongTensor[N, n_keep]`` of kept patch indices, row-major over the grid, ascending), the way text
 maskers are in :mod:`clipf.masking`; :func:`mask_probability` gives the paper's Figure 3 (per-location
 masking probability over 5 000 samples).
+
+In the study (``params.yaml`` ``uta:``, ``dvc.yaml`` stages ``uta``, ``uta_finetune``, ``uta_eval``,
+``uta_finetune_eval``, ``uta_report``): one student per seed, ``runs/uta-s<seed>``, taught by the seed's
+unmasked CLIP baseline cell (its ``pretrain/export``), trained for the epochs that give it the training
+FLOPs of that CLIP baseline (:func:`match_compute`, :data:`MATCH_RULE`), evaluated like every cell, and
+reported beside its teacher and CLIP from scratch (:func:`write_report`: ``results/uta.csv``,
+``figures/uta/``). ``clipf uta eval|report`` are those stages; ``notebooks/06_uta.ipynb`` the training one.
 """
 
 from __future__ import annotations
@@ -1135,6 +1142,199 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, verify: boo
     return out
 
 
+# =========================================================================== training compute
+def _meta_model(model_cfg: Mapping[str, Any]) -> nn.Module:
+    """An open_clip model of a config on the meta device: shapes only, no memory, no weights."""
+    import open_clip
+
+    with tempfile.TemporaryDirectory(prefix="clipf-uta-") as tmp:
+        (Path(tmp) / E.CONFIG_NAME).write_text(json.dumps({"model_cfg": dict(model_cfg)}))
+        with _quiet(""), torch.device("meta"):
+            return open_clip.create_model(
+                f"local-dir:{tmp}", load_weights=False, pretrained_text=False, device="meta", output_dict=True
+            )
+
+
+def _count_flops(fn: Callable[[], Any]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with _quiet("torch.utils.module_tracker"), FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def _image_batch(model_cfg: Mapping[str, Any], batch: int) -> torch.Tensor:
+    (h, w), _ = _grid(model_cfg["vision_cfg"]["image_size"], model_cfg["vision_cfg"]["patch_size"])
+    return torch.empty(batch, 3, h, w, device="meta")
+
+
+def clip_flops_per_sample(
+    model_cfg: Mapping[str, Any], text_tokens: int | None = None, image_mask: float = 0.0, batch: int = 2
+) -> float:
+    """Training FLOPs per image-text pair of a contrastive (CLIP / FLIP) step of an architecture: forward +
+    backward of both towers at ``text_tokens`` text positions (default: the config's) and FLIP patch
+    dropout ``image_mask``, counted by ``torch.utils.flop_counter`` on meta tensors (the optimizer step and
+    the loss's batch x batch logits are left out)."""
+    from open_clip.loss import ClipLoss
+
+    cfg = copy.deepcopy(dict(model_cfg))
+    if text_tokens:
+        cfg["text_cfg"]["context_length"] = int(text_tokens)
+    cfg["vision_cfg"]["patch_dropout"] = float(image_mask or 0.0)
+    net = _meta_model(cfg).train()
+    images = _image_batch(cfg, batch)
+    texts = torch.zeros(
+        batch, int(cfg["text_cfg"].get("context_length", 77)), dtype=torch.long, device="meta"
+    )
+    loss = ClipLoss()
+
+    def step() -> None:
+        out = net(images, texts)
+        loss(out["image_features"], out["text_features"], out["logit_scale"]).backward()
+
+    return _count_flops(step) / batch
+
+
+def uta_flops_per_sample(
+    student_cfg: Mapping[str, Any],
+    teacher_cfg: Mapping[str, Any],
+    ratio: float = DEFAULT_RATIO,
+    masker: str = DEFAULT_MASKER,
+    head: str = "linear",
+    batch: int = 2,
+) -> dict[str, float]:
+    """Training FLOPs per image of a UTA step (``flops``): the frozen teacher's forward on the whole image
+    (``teacher``, also given apart) + forward and backward of the student's vision tower on its kept patches
+    and of the head; the text tower is not run. Counted as :func:`clip_flops_per_sample`."""
+    with torch.device("meta"):
+        student, teacher = _meta_model(student_cfg), _meta_model(teacher_cfg)
+        for name, p in student.named_parameters():
+            p.requires_grad = name.startswith("visual.")
+        model = UTAModel(student, teacher, masker=masker, ratio=ratio, head=head).train()
+    images = _image_batch(student_cfg, batch)
+    loss = UTALoss()
+    total = _count_flops(lambda: loss(**model(images)).backward())
+    return {"flops": total / batch, "teacher": _count_flops(lambda: model.teach(images)) / batch}
+
+
+def teacher_config(spec: str | os.PathLike) -> dict[str, Any]:
+    """The open_clip config of a ``--teacher`` (nothing is loaded)."""
+    import open_clip
+
+    t = resolve_teacher(str(spec))
+    if t.model_cfg:
+        return t.model_cfg
+    if t.name.startswith("local-dir:"):
+        return json.loads((Path(t.name[len("local-dir:") :]) / E.CONFIG_NAME).read_text())["model_cfg"]
+    if t.name.startswith("hf-hub:"):
+        raise UsageError(f"--teacher {spec}: the config of an hf-hub: teacher is not read offline")
+    return _config_of(t.name, {}) or copy.deepcopy(open_clip.get_model_config(t.name))
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def phase_compute(phase_dir: str | os.PathLike) -> dict[str, Any]:
+    """Training compute of a finished phase (``RUN/pretrain``): ``epochs``, ``samples`` seen (metrics.json's
+    ``samples_seen``, else epochs x train_num_samples), ``flops_per_sample`` (:func:`clip_flops_per_sample`
+    for a contrastive run, :func:`uta_flops_per_sample` for a UTA one), ``flops`` and ``train_seconds``."""
+    phase_dir = Path(phase_dir)
+    cfg = _read_json(phase_dir / "clipf.json")
+    if not cfg:
+        raise FileNotFoundError(f"{phase_dir / 'clipf.json'}: missing (has this phase been trained?)")
+    records = _read_json(phase_dir / "metrics.json") or []
+    last = records[-1] if records else {}
+    samples = last.get("samples_seen") or int(cfg.get("epochs") or 0) * int(cfg.get("train_num_samples") or 0)
+    out: dict[str, Any] = {
+        "objective": cfg.get("objective") or "clip",
+        "model": cfg.get("model"),
+        "epochs": int(last.get("epoch") or cfg.get("epochs") or 0),
+        "samples": int(samples),
+        "train_seconds": last.get("train_seconds_total"),
+    }
+    if out["objective"] == "uta":
+        u = cfg["uta"]
+        teacher = u["teacher"].get("source") or u["teacher"]["spec"]
+        f = uta_flops_per_sample(
+            u["model_cfg"], teacher_config(teacher), u["mask_ratio"], u["masker"], u["head"]
+        )
+        out.update(
+            flops_per_sample=f["flops"], teacher_flops_per_sample=f["teacher"], mask_ratio=u["mask_ratio"]
+        )
+    else:
+        model_cfg = E.model_config(
+            cfg["model"],
+            int(cfg.get("text_context") or cfg.get("text_tokens") or E.FULL_CONTEXT),
+            image_size=cfg.get("image_size"),
+            quick_gelu=bool(cfg.get("quick_gelu")),
+            custom_text=bool(cfg.get("custom_text")),
+        )
+        out.update(
+            flops_per_sample=clip_flops_per_sample(model_cfg, None, cfg.get("image_mask") or 0.0),
+            text_tokens=model_cfg["text_cfg"]["context_length"],
+            image_mask=cfg.get("image_mask") or 0.0,
+        )
+    out["flops"] = out["flops_per_sample"] * out["samples"]
+    return out
+
+
+MATCH_RULE = (
+    "UTA epochs = round(S_clip x F_clip / (N x F_uta)): S_clip samples the CLIP baseline's pre-training saw, "
+    "F_clip its training FLOPs per pair (both towers, forward + backward), N the UTA run's samples per epoch, "
+    "F_uta the UTA training FLOPs per image (the frozen teacher's forward + the student's forward and "
+    "backward on its kept patches); FLOPs counted by torch.utils.flop_counter. The teacher's own training is "
+    "not counted (it is the CLIP baseline itself)."
+)
+
+
+def match_compute(
+    baseline: str | os.PathLike,
+    teacher: str | os.PathLike,
+    student_model: str,
+    samples_per_epoch: int,
+    ratio: float = DEFAULT_RATIO,
+    masker: str = DEFAULT_MASKER,
+    head: str = "linear",
+    epochs: int | str = "matched",
+) -> dict[str, Any]:
+    """UTA epochs at the training compute of the CLIP baseline's pre-training ``baseline`` (``RUN/pretrain``),
+    by :data:`MATCH_RULE`, or ``epochs`` as given (an integer); the record of both sides' compute."""
+    clip = phase_compute(baseline)
+    student_cfg = student_config(student_model, teacher_config(teacher))
+    f = uta_flops_per_sample(student_cfg, teacher_config(teacher), ratio, masker, head)
+    n = int(samples_per_epoch)
+    if n < 1:
+        raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+    if epochs == "matched":
+        n_epochs = max(1, round(clip["flops"] / (n * f["flops"])))
+    elif isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
+        n_epochs = epochs
+    else:
+        raise ValueError(f"epochs: 'matched' or a positive integer, got {epochs!r}")
+    uta = {
+        "model": student_model,
+        "teacher": str(teacher),
+        "mask_ratio": float(ratio),
+        "masker": ALIASES.get(masker, masker),
+        "samples_per_epoch": n,
+        "flops_per_sample": f["flops"],
+        "teacher_flops_per_sample": f["teacher"],
+        "epochs": n_epochs,
+        "samples": n_epochs * n,
+        "flops": n_epochs * n * f["flops"],
+    }
+    return {
+        "rule": MATCH_RULE if epochs == "matched" else f"epochs given: {epochs}",
+        "matched": epochs == "matched",
+        "epochs": n_epochs,
+        "baseline": {"run": str(baseline), **clip},
+        "uta": uta,
+        "flops_per_sample_vs_baseline": f["flops"] / clip["flops_per_sample"],
+        "compute_vs_baseline": uta["flops"] / clip["flops"] if clip["flops"] else None,
+    }
+
+
 # =========================================================================== study helpers
 def default_teacher(cfg: Mapping[str, Any], runs: str | os.PathLike = "runs", seed: int = 0) -> Path:
     """The study's unmasked CLIP baseline run (``clip`` baseline cell: 32 text tokens, no image mask)."""
@@ -1225,11 +1425,336 @@ def loss_curves(phase_dir: str | os.PathLike):
     return pd.DataFrame(rows, columns=["step", "epoch", "split", "term", "value"])
 
 
-# =========================================================================== `python -m clipf.uta`
+# =========================================================================== the study's UTA stages
+@dataclass
+class StudyRun:
+    """What the ``uta`` stage (06_uta) runs for one seed."""
+
+    cell: str
+    run: Path
+    seed: int
+    teacher: str  # the teacher's export folder
+    baseline: Path  # the CLIP baseline's pre-training phase (compute is matched to it)
+    settings: dict[str, Any]  # the plan's uta: settings with the overrides (mask_ratio, masker, model, ...)
+    compute: dict[str, Any]  # match_compute's record
+    argv: list[str]  # clipf.train arguments
+
+
+def study_run(
+    cfg: Mapping[str, Any],
+    seed: int = 0,
+    *,
+    cell: str | None = None,
+    teacher: str | os.PathLike | None = None,
+    baseline: str | os.PathLike | None = None,
+    runs: str | os.PathLike = "runs",
+    **overrides: Any,
+) -> StudyRun:
+    """The UTA student of ``seed`` in a study plan ``cfg`` (:func:`clipf.study.config`): the plan's ``uta``
+    settings (``mask_ratio``, ``masker``, ``model``, ``epochs``, ``options``; any of them in ``overrides``,
+    None = the plan's), its teacher (default: the plan's teacher cell of that seed, else the seed's CLIP
+    baseline; its ``pretrain/export``) and the CLIP baseline the compute is matched to (``RUN/pretrain``)."""
+    from clipf import profiles, study
+
+    u = {**profiles.UTA_KEYS, **(cfg.get("uta") or {})}
+    u.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(overrides) - set(profiles.UTA_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown UTA setting(s) {', '.join(unknown)} (known: {', '.join(profiles.UTA_KEYS)})"
+        )
+    name = profiles.uta_cell_name(seed)
+    item = (cfg.get("uta_cells") or {}).get(name) or {}
+    clip_run = Path(runs) / item["baseline"] if item.get("baseline") else default_teacher(cfg, runs, seed)
+    teacher_run = Path(runs) / item["teacher"] if item.get("teacher") else clip_run
+    teacher = str(teacher or teacher_run / "pretrain" / "export")
+    baseline = Path(baseline or clip_run / "pretrain")
+    model = u.get("model") or cfg["pretrain"]["model"]
+    options = dict(u.get("options") or {})
+    epochs = options.pop("epochs", u.get("epochs", "matched"))
+    src = study.data_source(cfg)
+    per_epoch = options.get("train_num_samples") or cfg["pretrain"].get("train_num_samples")
+    compute = match_compute(
+        baseline,
+        teacher,
+        model,
+        int(per_epoch or src["train_num_samples"]),
+        u["mask_ratio"],
+        u["masker"],
+        options.get("uta_head", "linear"),
+        epochs,
+    )
+    cell = cell or name
+    opts = {**options, "model": model, "epochs": compute["epochs"]}
+    argv = study_argv(cfg, cell, teacher, u["mask_ratio"], u["masker"], seed, runs, opts)
+    settings = {k: v for k, v in u.items() if k not in ("seeds", "teacher")} | {"model": model}
+    return StudyRun(cell, Path(runs) / cell, int(seed), teacher, baseline, settings, compute, argv)
+
+
+def study_eval(cfg: Mapping[str, Any], cell: str, phase: str, runs: str | os.PathLike = "runs") -> None:
+    """The ``uta_eval`` / ``uta_finetune_eval`` stages: CLIP_benchmark (``clipf eval``) on ``RUN/<phase>/export``
+    into ``RUN/eval/<phase>`` (every evaluation set of the plan)."""
+    from clipf import study
+
+    run = study.run_dir(cell, runs)
+    study.fresh(run / "eval" / phase)
+    datasets = cfg["eval"].get("datasets") or []
+    study.evaluate(run, phase, study.data_source(cfg)["dataset_root"], datasets, cfg["eval"])
+
+
+# =========================================================================== the UTA report
+SYSTEMS = {"teacher": "CLIP teacher", "clip": "CLIP from scratch", "uta": "UTA student"}
+REPORT_COLUMNS = [
+    "system",
+    "label",
+    "phase",
+    "dataset",
+    "task",
+    "metric",
+    "mean",
+    "std",
+    "n",
+    "runs",
+    "epochs",
+    "samples_seen",
+    "train_gflops",
+    "compute_vs_clip",
+    "train_seconds",
+]
+SAME_LABEL = "CLIP teacher = CLIP from scratch"
+CLASSIFICATION_MEAN = "classification (mean)"
+RETRIEVAL_MEAN = "retrieval (mean)"
+
+
+def _roles(uta_cells: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str, int]]:
+    """(system, run, seed) of every UTA student, its teacher and its CLIP baseline."""
+    out = []
+    for name, item in uta_cells.items():
+        seed = int(item["seed"])
+        out += [("teacher", item["teacher"], seed), ("clip", item["baseline"], seed), ("uta", name, seed)]
+    return out
+
+
+def _with_means(rows):
+    """Per run and phase, the mean acc1 over classification sets and the mean of image / text recall@k over
+    retrieval sets (``recall@k``), as extra pseudo-datasets."""
+    import pandas as pd
+
+    keys = ["system", "run", "seed", "phase"]
+    cls = rows[(rows.task == "zeroshot_classification") & (rows.metric == "acc1")]
+    cls = (
+        cls.groupby(keys, as_index=False)
+        .value.mean()
+        .assign(dataset=CLASSIFICATION_MEAN, task="zeroshot_classification", metric="acc1")
+    )
+    ret = rows[(rows.task == "zeroshot_retrieval") & rows.metric.str.contains("retrieval_recall@")].copy()
+    ret["metric"] = "recall@" + ret.metric.str.split("@").str[-1]
+    ret = ret.groupby([*keys, "metric"], as_index=False).value.mean()
+    ret = ret.assign(dataset=RETRIEVAL_MEAN, task="zeroshot_retrieval")
+    return pd.concat([rows, cls, ret], ignore_index=True)
+
+
+def report_table(tidy, uta_cells: Mapping[str, Mapping[str, Any]], runs: str | os.PathLike = "runs"):
+    """``results/uta.csv``: the CLIP teacher, CLIP from scratch (the CLIP baseline the students' compute is
+    matched to; the same runs as the teacher by default) and the UTA students, after pre-training and after
+    the fine-tune, zero-shot on every evaluated set (values in %), mean ± std (n - 1) over seeds, with each
+    system's pre-training compute (epochs, samples, GFLOPs, FLOPs relative to CLIP from scratch, seconds).
+    Mean rows: ``classification (mean)`` (acc1 over the classification sets) and ``retrieval (mean)``."""
+    import pandas as pd
+
+    roles = pd.DataFrame(_roles(uta_cells), columns=["system", "run", "seed"]).drop_duplicates()
+    if roles.empty or tidy.empty:
+        return pd.DataFrame(columns=REPORT_COLUMNS)
+    rows = tidy[tidy.checkpoint.isin(["pretrain", "finetune"])].rename(columns={"checkpoint": "phase"})
+    rows = roles.merge(rows.drop(columns=["seed"]), on="run")
+    rows = rows[["system", "run", "seed", "phase", "dataset", "task", "metric", "value"]].copy()
+    rows["value"] = rows.value.astype(float) * 100.0
+    rows = _with_means(rows)
+    compute = {}
+    for run in roles.run.unique():
+        with contextlib.suppress(FileNotFoundError, KeyError, ValueError, UsageError):
+            compute[run] = phase_compute(Path(runs) / run / "pretrain")
+    comp = roles.assign(
+        epochs=roles.run.map(lambda r: compute.get(r, {}).get("epochs")),
+        samples_seen=roles.run.map(lambda r: compute.get(r, {}).get("samples")),
+        train_gflops=roles.run.map(lambda r: (compute.get(r, {}).get("flops") or float("nan")) / 1e9),
+        train_seconds=roles.run.map(lambda r: compute.get(r, {}).get("train_seconds")),
+    )
+    clip = comp[comp.system == "clip"].set_index("seed").train_gflops
+    comp["compute_vs_clip"] = comp.train_gflops / comp.seed.map(clip)
+    numbers = ["epochs", "samples_seen", "train_gflops", "compute_vs_clip", "train_seconds"]
+    comp = comp.groupby("system")[numbers].agg(lambda v: pd.to_numeric(v, errors="coerce").mean())
+    keys = ["system", "phase", "dataset", "task", "metric"]
+    agg = rows.groupby(keys, sort=False).agg(
+        mean=("value", "mean"),
+        std=("value", lambda v: v.std(ddof=1) if len(v) > 1 else float("nan")),
+        n=("value", "size"),
+        runs=("run", lambda v: ";".join(sorted(set(v)))),
+    )
+    out = agg.reset_index().join(comp, on="system")
+    out["label"] = out.system.map(SYSTEMS)
+    order = {**{s: i for i, s in enumerate(SYSTEMS)}, "pretrain": 0, "finetune": 1}
+    out = out.sort_values(
+        ["system", "phase", "task", "dataset", "metric"],
+        key=lambda c: c.map(order) if c.name in ("system", "phase") else c,
+    )
+    return out[REPORT_COLUMNS].reset_index(drop=True)
+
+
+def report_summary(table):
+    """The headline of :func:`report_table`, one row per system and phase: ``mean ± std`` of acc1 on each
+    classification set and their mean, retrieval recall@1 / @5 (mean of image and text retrieval), and the
+    pre-training compute. A teacher that is the CLIP baseline itself is one row (:data:`SAME_LABEL`)."""
+    import pandas as pd
+
+    from clipf import report
+
+    if table.empty:
+        return pd.DataFrame(columns=["system", "phase"])
+    runs = {s: sorted(table[table.system == s].runs.unique()) for s in ("teacher", "clip")}
+    if runs["teacher"] == runs["clip"]:  # the default: the students are taught by the CLIP baseline itself
+        table = table[table.system != "clip"].replace({"label": {SYSTEMS["teacher"]: SAME_LABEL}})
+    picked = table[
+        ((table.task == "zeroshot_classification") & (table.metric == "acc1"))
+        | ((table.dataset == RETRIEVAL_MEAN) & table.metric.isin(["recall@1", "recall@5"]))
+    ].copy()
+    picked["column"] = picked.dataset.str.replace("wds/", "", regex=False)
+    picked.loc[picked.dataset == RETRIEVAL_MEAN, "column"] = "retrieval " + picked.metric
+    picked["text"] = [
+        report.fmt_mean_std(m, s, n)
+        for m, s, n in zip(picked["mean"], picked["std"], picked["n"], strict=True)
+    ]
+    wide = picked.pivot_table(
+        index=["label", "phase"], columns="column", values="text", aggfunc="first", sort=False
+    )
+    first = [c for c in wide.columns if not c.startswith(("classification", "retrieval"))]
+    wide = wide[first + [c for c in wide.columns if c not in first]]
+    comp = table.groupby(["label", "phase"], sort=False)[
+        ["epochs", "train_gflops", "compute_vs_clip", "n"]
+    ].first()
+    wide["seeds"] = comp["n"].astype(int).astype(str)
+    wide["pre-training epochs"] = comp["epochs"].map(lambda v: "–" if pd.isna(v) else f"{v:g}")
+    wide["pre-training GFLOPs"] = comp["train_gflops"].map(lambda v: "–" if pd.isna(v) else f"{v:.3g}")
+    wide["compute vs CLIP"] = comp["compute_vs_clip"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}x")
+    return wide.reset_index().rename(columns={"label": "system"})
+
+
+def mask_map_figure(
+    maps: Mapping[str, np.ndarray], ratio: float = DEFAULT_RATIO, n_samples: int | None = None
+):
+    """The paper's Figure 3: P(masked) per grid location, one panel per masker, one colour scale."""
+    from clipf import report
+
+    plt = report._plt()
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.6 * len(maps) + 0.8, 3.4), squeeze=False)
+    im = None
+    for ax, (name, prob) in zip(axes.flat, maps.items(), strict=True):
+        im = ax.imshow(prob, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(f"{name.replace('_', ' ')}", fontsize=10)
+        ax.set_xticks([]), ax.set_yticks([])
+    grid = next(iter(maps.values())).shape
+    more = f", {n_samples} masks" if n_samples else ""
+    fig.suptitle(f"P(masked) per location: {grid[0]}x{grid[1]} patches, ratio {ratio}{more}", fontsize=10)
+    fig.colorbar(im, ax=list(axes.flat), label="P(masked)", shrink=0.85)
+    return fig
+
+
+def loss_frame(uta_cells: Mapping[str, Mapping[str, Any]], runs: str | os.PathLike = "runs"):
+    """:func:`loss_curves` of every UTA student's pre-training (``run`` and ``seed`` columns added)."""
+    import pandas as pd
+
+    frames = []
+    for name, item in uta_cells.items():
+        phase = Path(runs) / name / "pretrain"
+        if (phase / "metrics.json").is_file():
+            frames.append(loss_curves(phase).assign(run=name, seed=int(item["seed"])))
+    cols = ["run", "seed", "step", "epoch", "split", "term", "value"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def loss_figure(curves):
+    """The paper's Figure 4: training (per step, light; epoch means) and validation loss over UTA
+    pre-training, one colour per seed; a panel per term (total, token, global)."""
+    from clipf import report
+
+    plt = report._plt()
+    terms = ["loss", "token_loss", "global_loss"]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharex=True)
+    if curves.empty:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no UTA runs in this plan", ha="center", va="center", transform=ax.transAxes)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {"train (step)": dict(lw=0.8, alpha=0.35), "train (epoch mean)": dict(marker="o", ms=3, lw=1.2),
+              "val": dict(marker="s", ms=3, ls="--", lw=1.2)}  # fmt: skip
+    for ax, term in zip(axes, terms, strict=True):
+        for i, (seed, by_seed) in enumerate(curves[curves.term == term].groupby("seed")):
+            for split, df in by_seed.groupby("split"):
+                df = df.sort_values("step")
+                label = f"seed {seed}: {split}"
+                ax.plot(
+                    df.step, df.value, color=colors[i % len(colors)], label=label, **styles.get(split, {})
+                )
+        ax.set_title({"loss": "total loss", "token_loss": "token loss", "global_loss": "global loss"}[term])
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("1 - cosine")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def write_report(
+    cfg: Mapping[str, Any],
+    results: str | os.PathLike = "results/results.csv",
+    out: str | os.PathLike = "results/uta.csv",
+    figures: str | os.PathLike = "figures/uta",
+    runs: str | os.PathLike = "runs",
+) -> dict[str, Path]:
+    """The ``uta_report`` stage: ``out`` (:func:`report_table`) and ``out``.md (:func:`report_summary`),
+    ``<out stem>_loss_curves.csv``, and in ``figures``: ``mask_probability`` (Figure 3, block-wise vs
+    reversed block-wise) and ``loss_curves`` (Figure 4), each .png and .svg."""
+    import pandas as pd
+
+    from clipf import profiles, report
+
+    u = {**profiles.UTA_KEYS, **(cfg.get("uta") or {})}
+    cells = cfg.get("uta_cells") or {}
+    results = Path(results)
+    tidy = pd.read_csv(results) if results.is_file() else pd.DataFrame(columns=["run", "checkpoint"])
+    table = report_table(tidy, cells, runs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    summary = report_summary(table)
+    md = out.with_suffix(".md")
+    md.write_text(
+        "UTA students vs their CLIP teacher and CLIP from scratch (zero-shot, %, mean ± std over seeds)\n\n"
+        + (report.markdown(summary) if not summary.empty else "(no UTA students in this plan)")
+        + "\n"
+    )
+    curves = loss_frame(cells, runs)
+    curves_csv = out.with_name(f"{out.stem}_loss_curves.csv")
+    curves.to_csv(curves_csv, index=False)
+    figures = Path(figures)
+    if figures.exists():
+        shutil.rmtree(figures)
+    maps = mask_probability_maps(
+        ("block", "reversed_block"), u["map_grid"], u["mask_ratio"], u["map_samples"]
+    )
+    report.save_figure(mask_map_figure(maps, u["mask_ratio"], u["map_samples"]), figures / "mask_probability")
+    report.save_figure(loss_figure(curves), figures / "loss_curves")
+    return {"table": out, "summary": md, "loss_curves": curves_csv, "figures": figures}
+
+
+# =========================================================================== `clipf uta`
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m clipf.uta export CKPT [--out DIR]`` | ``maps [--grid 14] [--ratio 0.5] [--samples 5000]``."""
+    """``clipf uta export|maps|eval|report`` (training: ``clipf train --objective uta``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m clipf.uta", description="UTA helpers (training: clipf train --objective uta)"
+        prog="clipf uta", description="UTA helpers (training: clipf train --objective uta; clipf/uta.py)"
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser(
@@ -1242,16 +1767,41 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--ratio", type=float, default=DEFAULT_RATIO)
     p.add_argument("--samples", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", default=None, metavar="STEM", help="also write STEM.png / STEM.svg (Figure 3)")
+    p = sub.add_parser("eval", help="stage uta_eval: CLIP_benchmark on a UTA student's export (live plan)")
+    p.add_argument("cell", help="the student's run under --runs (uta-s0)")
+    p.add_argument("phase", choices=["pretrain", "finetune"])
+    p.add_argument("--runs", default="runs")
+    p = sub.add_parser("report", help="stage uta_report: results/uta.csv and figures/uta/ (live plan)")
+    p.add_argument("--results", default="results/results.csv", help="the tidy table (clipf eval collect)")
+    p.add_argument("--out", default="results/uta.csv")
+    p.add_argument("--figures", default="figures/uta")
+    p.add_argument("--runs", default="runs")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "export":
             out = args.out or Path(args.checkpoint).resolve().parent.parent / "export"
             print(export(args.checkpoint, out))
-        else:
+        elif args.cmd == "maps":
             maps = mask_probability_maps(tuple(PATCH_MASKERS), args.grid, args.ratio, args.samples, args.seed)
+            if args.figure:
+                from clipf import report
+
+                shown = {k: maps[k] for k in ("block", "reversed_block")}
+                report.save_figure(mask_map_figure(shown, args.ratio, args.samples), args.figure)
             print(json.dumps({k: np.round(v, 4).tolist() for k, v in maps.items()}))
+        else:
+            from clipf import study
+
+            cfg = study.config()
+            if args.cmd == "eval":
+                study_eval(cfg, args.cell, args.phase, args.runs)
+            else:
+                paths = write_report(cfg, args.results, args.out, args.figures, args.runs)
+                print(Path(paths["summary"]).read_text())
+                print("wrote", ", ".join(str(p) for p in paths.values()))
     except (OSError, ValueError, RuntimeError, UsageError) as exc:
-        print(f"clipf.uta {args.cmd}: error: {exc}", file=sys.stderr)
+        print(f"clipf uta {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

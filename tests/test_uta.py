@@ -493,3 +493,280 @@ def test_train_plan_refuses_uta_without_the_dispatch(world, tmp_path):
     with pytest.raises(train.UsageError, match="clipf.uta.make_plan"):
         train.make_plan(uta_args(world, tmp_path, "x"))
     assert uta.requested(["--objective=uta"]) and not uta.requested(["--objective", "clip", "uta"])
+
+
+# =========================================================================== the study: plan, compute, report
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_profiles_plan_uta_students():
+    from clipf import profiles as P
+
+    params = P.load(REPO / "params.yaml")
+    for name, seeds in (("smoke", [0]), ("demo", [0]), ("study", [0, 1, 2])):
+        live = P.resolve(params, name)
+        assert list(live["uta_cells"]) == [f"uta-s{s}" for s in seeds], name
+        for s in seeds:
+            item = live["uta_cells"][f"uta-s{s}"]
+            assert item == {
+                "seed": s,
+                "teacher": f"truncate-k32-m0-s{s}",
+                "baseline": f"truncate-k32-m0-s{s}",
+            }
+            assert item["teacher"] in live["cells"]
+        assert (
+            live["uta_finetunes"] == live["uta_cells"] and live["uta"]["model"] == live["pretrain"]["model"]
+        )
+        assert live["uta"]["mask_ratio"] == 0.5 and live["uta"]["masker"] == "reversed_block"
+    for name in ("cc3m", "cc12m", "laion400m"):  # opt-in: no ViT-B/16 students unless asked for
+        assert P.resolve(params, name)["uta_cells"] == {}
+    assert set(P.UTA_MASKERS) == set(uta.PATCH_MASKERS) | set(uta.ALIASES)
+
+
+def test_profiles_uta_teacher_and_bad_specs():
+    from clipf import profiles as P
+
+    grid = {"maskers": ["frequency"], "text_tokens": [6], "baselines": ["clip"], "seeds": [0, 1]}
+    cells = P.expand_grid(grid, 1e-2)
+    pre = {"model": "clipf-vit-micro"}
+    spec = {"seeds": [1], "teacher": "frequency-k6-m75-t1e-2-s{seed}", "finetune": False}
+    u, students, finetunes = P.expand_uta(spec, cells, grid, pre)
+    assert students == {
+        "uta-s1": {"seed": 1, "teacher": "frequency-k6-m75-t1e-2-s1", "baseline": "truncate-k32-m0-s1"}
+    }
+    assert finetunes == {} and u["epochs"] == "matched" and u["model"] == "clipf-vit-micro"
+    assert P.expand_uta({}, cells, grid, pre)[1] == {}  # off by default
+    bad = {
+        "seeds [2]": ({"seeds": [2]}, "truncate-k32-m0-s2', is not in the grid"),
+        "teacher": (
+            {"seeds": [0], "teacher": "block-k8-m75-s{seed}"},
+            "teacher of seed 0, cell 'block-k8-m75-s0'",
+        ),
+        "ratio": ({"seeds": [0], "mask_ratio": 1.0}, "mask_ratio"),
+        "masker": ({"seeds": [0], "masker": "checkerboard"}, "unknown patch masker 'checkerboard'"),
+        "epochs": ({"seeds": [0], "epochs": "lots"}, "'matched' or a positive integer"),
+        "key": ({"seeds": [0], "ratio": 0.5}, "unknown key(s) ratio"),
+        "finetune": ({"seeds": [0], "finetune": "yes"}, "finetune: true or false"),
+    }
+    for case, (spec, message) in bad.items():
+        with pytest.raises(P.ProfileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            P.expand_uta(spec, cells, grid, pre)
+        assert case
+    no_clip = P.expand_grid({**grid, "baselines": []}, 1e-2)
+    with pytest.raises(P.ProfileError, match="UTA needs the seed's unmasked CLIP baseline"):
+        P.expand_uta({"seeds": [0]}, no_clip, grid, pre)
+
+
+def test_plan_writes_uta_sections(tmp_path):
+    """`clipf study plan` writes `uta`, `uta_cells` and `uta_finetunes` (one flow line per student, `{}` when
+    there are none); `check` accepts them and refuses a student whose teacher is not a cell."""
+    import shutil
+
+    import yaml
+
+    from clipf import profiles as P
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    P.plan(path, "study")
+    text = path.read_text()
+    assert (
+        "uta_cells:\n  uta-s0: {seed: 0, teacher: truncate-k32-m0-s0, baseline: truncate-k32-m0-s0}\n" in text
+    )
+    params = yaml.safe_load(text)
+    assert list(params["uta_finetunes"]) == ["uta-s0", "uta-s1", "uta-s2"] and params["uta"]["seeds"] == [
+        0,
+        1,
+        2,
+    ]
+    P.check(params)
+    params["uta_cells"]["uta-s0"]["teacher"] = "nope"
+    with pytest.raises(P.ProfileError, match="its teacher 'nope' is not a cell"):
+        P.check(params)
+    P.plan(path, "cc12m")
+    params = yaml.safe_load(path.read_text())
+    assert params["uta_cells"] == {} and params["uta_finetunes"] == {} and P.check(params)
+
+
+def test_flops_per_sample():
+    """A UTA step at ratio 0.5 costs less than a CLIP step of the same student (bench/README: 0.72x for
+    clipf-vit-tiny); the frozen teacher's forward is part of it; FLIP masking makes CLIP cheaper."""
+    cfg = E.model_config("clipf-vit-tiny", 32)
+    clip = uta.clip_flops_per_sample(cfg)
+    f = uta.uta_flops_per_sample(uta.student_config("clipf-vit-tiny", cfg), cfg, 0.5, "reversed_block")
+    assert f["flops"] / clip == pytest.approx(0.72, abs=0.01) and 0.3 < f["teacher"] / f["flops"] < 0.5
+    assert uta.clip_flops_per_sample(cfg, image_mask=0.75) < clip
+    assert uta.clip_flops_per_sample(cfg, text_tokens=8) < clip
+    f75 = uta.uta_flops_per_sample(uta.student_config("clipf-vit-tiny", cfg), cfg, 0.75, "random")
+    assert f75["flops"] < f["flops"] and f75["teacher"] == f["teacher"]
+
+
+def fake_clip_phase(folder: Path, epochs: int = 2, per_epoch: int = 64) -> Path:
+    """A finished CLIP pre-training phase as clipf.train records it (clipf.json + metrics.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {"model": "clipf-vit-micro", "objective": "clip", "text_context": 32, "image_mask": 0.0,
+           "epochs": epochs, "train_num_samples": per_epoch}  # fmt: skip
+    (folder / "clipf.json").write_text(json.dumps(cfg))
+    recs = [
+        {"epoch": e, "samples_seen": e * per_epoch, "train_seconds_total": 2.0 * e}
+        for e in range(1, epochs + 1)
+    ]
+    (folder / "metrics.json").write_text(json.dumps(recs))
+    return folder
+
+
+def test_match_compute(world, tmp_path):
+    base = fake_clip_phase(tmp_path / "clip" / "pretrain", epochs=2, per_epoch=64)
+    m = uta.match_compute(base, world["teacher"], "clipf-vit-micro", 64)
+    b, u = m["baseline"], m["uta"]
+    assert b["samples"] == 128 and b["flops"] == pytest.approx(128 * b["flops_per_sample"])
+    assert m["matched"] and m["epochs"] == round(b["flops"] / (64 * u["flops_per_sample"])) == u["epochs"]
+    assert m["epochs"] > 2 and abs(m["compute_vs_baseline"] - 1) <= 0.5 / m["epochs"] + 1e-9  # rounding only
+    assert m["flops_per_sample_vs_baseline"] == pytest.approx(u["flops_per_sample"] / b["flops_per_sample"])
+    fixed = uta.match_compute(base, world["teacher"], "clipf-vit-micro", 64, epochs=1)
+    assert fixed["epochs"] == 1 and not fixed["matched"] and fixed["compute_vs_baseline"] < 1
+    with pytest.raises(ValueError, match="positive integer"):
+        uta.match_compute(base, world["teacher"], "clipf-vit-micro", 64, epochs=0)
+
+
+def study_cfg(world) -> dict:
+    from clipf import profiles as P
+
+    cfg = P.resolve(P.load(REPO / "params.yaml"), "smoke")
+    cfg["data"]["dir"] = str(world["root"])  # train/ and val/ shards with sizes.json
+    return cfg
+
+
+def test_study_run_argv(world, tmp_path):
+    runs = tmp_path / "runs"
+    fake_clip_phase(runs / "truncate-k32-m0-s0" / "pretrain", epochs=1)
+    E.export(
+        world["root"] / "teacher.pt", "clipf-vit-micro", runs / "truncate-k32-m0-s0" / "pretrain" / "export"
+    )
+    cfg = study_cfg(world)
+    setup = uta.study_run(cfg, 0, runs=runs)
+    assert setup.cell == "uta-s0" and setup.run == runs / "uta-s0"
+    assert setup.teacher == str(runs / "truncate-k32-m0-s0" / "pretrain" / "export")
+    assert setup.baseline == runs / "truncate-k32-m0-s0" / "pretrain"
+    joined = " ".join(setup.argv)
+    epochs = setup.compute["epochs"]
+    assert epochs >= 2 and f"--epochs {epochs}" in joined and "--model clipf-vit-micro" in joined
+    assert (
+        f"--objective uta --teacher {setup.teacher} --uta-mask-ratio 0.5 --uta-masker reversed_block"
+        in joined
+    )
+    assert (
+        "--name uta-s0/pretrain" in joined and "--train-num-samples 64" in joined and "--val-data" in joined
+    )
+    assert f"--logs-dir {runs}" in joined and "--seed 0" in joined
+    other = uta.study_run(cfg, 0, runs=runs, cell="x", epochs=1, masker="random", options={"lr": 0.5})
+    joined = " ".join(other.argv)
+    assert "--epochs 1" in joined and "--uta-masker random" in joined and "--lr 0.5" in joined
+    with pytest.raises(ValueError, match="unknown UTA setting"):
+        uta.study_run(cfg, 0, runs=runs, ratio=0.5)
+    assert uta.cli(["maps", "--grid", "4", "--samples", "50", "--figure", str(tmp_path / "f" / "maps")]) == 0
+    assert (tmp_path / "f" / "maps.png").stat().st_size > 0
+
+
+def test_report_table_and_figures(uta_run, world, tmp_path):
+    """results/uta.csv from a tidy table: teacher / CLIP from scratch / UTA student, both phases, mean ± std
+    over seeds, mean rows, pre-training compute; the summary table; Figures 3 and 4."""
+    import shutil
+
+    import pandas as pd
+
+    runs = tmp_path / "runs"
+    cells = {}
+    for seed in (0, 1):
+        fake_clip_phase(runs / f"truncate-k32-m0-s{seed}" / "pretrain", epochs=2)
+        shutil.copytree(uta_run, runs / f"uta-s{seed}" / "pretrain")
+        cells[f"uta-s{seed}"] = {
+            "seed": seed,
+            "teacher": f"truncate-k32-m0-s{seed}",
+            "baseline": f"truncate-k32-m0-s{seed}",
+        }
+    rows = []
+    for seed in (0, 1):
+        for run, base in ((f"truncate-k32-m0-s{seed}", 0.30), (f"uta-s{seed}", 0.20)):
+            for phase, bonus in (("pretrain", 0.0), ("finetune", 0.05)):
+                v = base + bonus + 0.02 * seed
+                for dataset, task, metric, value in (
+                    ("wds/a", "zeroshot_classification", "acc1", v),
+                    ("wds/b", "zeroshot_classification", "acc1", v + 0.1),
+                    ("wds/r", "zeroshot_retrieval", "image_retrieval_recall@1", v / 2),
+                    ("wds/r", "zeroshot_retrieval", "text_retrieval_recall@1", v / 4),
+                ):
+                    rows.append(
+                        dict(
+                            run=run,
+                            seed=seed,
+                            checkpoint=phase,
+                            dataset=dataset,
+                            task=task,
+                            metric=metric,
+                            value=value,
+                        )
+                    )
+    rows.append({**rows[0], "checkpoint": "pretrain-epoch_1"})  # per-epoch rows are not in the table
+    tidy = pd.DataFrame(rows)
+    table = uta.report_table(tidy, cells, runs)
+    assert list(table.columns) == uta.REPORT_COLUMNS
+    assert list(dict.fromkeys(table.system)) == ["teacher", "clip", "uta"]
+    assert set(table.phase) == {"pretrain", "finetune"} and set(table.n) == {2}
+
+    def pick(system, phase, dataset, metric="acc1"):
+        r = table[
+            (table.system == system)
+            & (table.phase == phase)
+            & (table.dataset == dataset)
+            & (table.metric == metric)
+        ]
+        assert len(r) == 1
+        return r.iloc[0]
+
+    r = pick("uta", "pretrain", "wds/a")
+    assert r["mean"] == pytest.approx(21.0) and r["std"] == pytest.approx(np.std([20, 22], ddof=1))
+    assert r.runs == "uta-s0;uta-s1" and r.label == "UTA student"
+    assert pick("teacher", "finetune", uta.CLASSIFICATION_MEAN)["mean"] == pytest.approx(41.0)
+    assert pick("clip", "finetune", uta.CLASSIFICATION_MEAN)["mean"] == pytest.approx(41.0)  # the same runs
+    assert pick("uta", "pretrain", uta.RETRIEVAL_MEAN, "recall@1")["mean"] == pytest.approx((10.5 + 5.25) / 2)
+    assert (
+        pick("uta", "pretrain", "wds/a").epochs == 2
+        and pick("clip", "pretrain", "wds/a").compute_vs_clip == 1
+    )
+    uta_flops = pick("uta", "pretrain", "wds/a").train_gflops
+    assert 0 < uta_flops and pick("uta", "pretrain", "wds/a").compute_vs_clip == pytest.approx(
+        uta_flops / pick("clip", "pretrain", "wds/a").train_gflops
+    )
+    summary = uta.report_summary(table)
+    assert list(summary.system) == [uta.SAME_LABEL] * 2 + ["UTA student"] * 2  # teacher = CLIP baseline
+    assert list(summary.phase) == ["pretrain", "finetune"] * 2
+    assert {"a", "b", "classification (mean)", "retrieval recall@1", "compute vs CLIP"} <= set(
+        summary.columns
+    )
+    assert summary.iloc[2]["a"] == "21.0 ± 1.4" and summary.iloc[0]["compute vs CLIP"] == "1.00x"
+    other = table.copy()
+    other.loc[other.system == "teacher", "runs"] = "frequency-k8-m75-t1e-2-s0;frequency-k8-m75-t1e-2-s1"
+    assert list(dict.fromkeys(uta.report_summary(other).system)) == list(uta.SYSTEMS.values())
+
+    tidy_csv = tmp_path / "results.csv"
+    tidy.to_csv(tidy_csv, index=False)
+    cfg = {"uta": {"mask_ratio": 0.5, "map_grid": 6, "map_samples": 100}, "uta_cells": cells}
+    paths = uta.write_report(
+        cfg, tidy_csv, tmp_path / "results" / "uta.csv", tmp_path / "figures" / "uta", runs
+    )
+    back = pd.read_csv(paths["table"])
+    assert len(back) == len(table) and "UTA student" in paths["summary"].read_text()
+    curves = pd.read_csv(paths["loss_curves"])
+    assert set(curves.run) == {"uta-s0", "uta-s1"} and set(curves.split) == {
+        "train (step)",
+        "train (epoch mean)",
+        "val",
+    }
+    for stem in ("mask_probability", "loss_curves"):
+        for ext in (".png", ".svg"):
+            assert (tmp_path / "figures" / "uta" / f"{stem}{ext}").stat().st_size > 0
+    empty = uta.write_report(
+        {"uta": {}, "uta_cells": {}}, tidy_csv, tmp_path / "e" / "uta.csv", tmp_path / "e" / "fig", runs
+    )
+    assert pd.read_csv(empty["table"]).empty and (tmp_path / "e" / "fig" / "loss_curves.png").is_file()
