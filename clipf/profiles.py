@@ -2,7 +2,8 @@
 
 ``params.yaml`` holds ``defaults:`` and ``profiles:`` (one entry per profile: smoke, demo, study, cc3m,
 cc12m, laion400m), each a partial copy of the stage sections (``data``, ``freq``, ``launch``,
-``pretrain``, ``finetune``, ``eval``, ``report``) plus a ``grid:`` spec. ``profile:`` selects one.
+``pretrain``, ``finetune``, ``eval``, ``report``) plus a ``grid:`` spec and a ``uta:`` spec (UTA students
+taught by a cell of the grid, :func:`expand_uta`). ``profile:`` selects one.
 
 DVC's ``foreach`` must be static, so :func:`plan` writes the selected profile, resolved (defaults
 deep-merged with the profile, grid expanded into named cells), into *live* top-level sections of
@@ -25,7 +26,8 @@ from pathlib import Path
 import yaml
 
 SECTIONS = ("data", "freq", "launch", "pretrain", "finetune", "eval", "report")
-LIVE_KEYS = ("plan", *SECTIONS, "cells")
+UTA_CELL_KEYS = ("uta_cells", "uta_finetunes")  # UTA students; those fine-tuned (empty: uta.finetune off)
+LIVE_KEYS = ("plan", *SECTIONS, "uta", "cells", *UTA_CELL_KEYS)
 MASKER_NAMES = ("truncate", "block", "random", "shuffle", "syntax", "frequency")
 BASELINES = ("clip", "flip")
 GRID_KEYS = {
@@ -40,6 +42,20 @@ GRID_KEYS = {
     "extra": [],
 }
 DATA_SOURCES = ("embedded", "shards")
+UTA_KEYS = {
+    "seeds": [],
+    "teacher": "clip",
+    "model": None,
+    "mask_ratio": 0.5,
+    "masker": "reversed_block",
+    "epochs": "matched",
+    "finetune": True,
+    "options": {},
+    "map_grid": 14,
+    "map_samples": 5000,
+}
+UTA_TEACHERS = ("clip",)  # or a cell name, `{seed}` standing for the student's seed
+UTA_MASKERS = ("random", "block", "reversed_block", "reversed-block", "reversed", "blockwise")  # clipf.uta's
 
 
 class ProfileError(ValueError):
@@ -175,6 +191,74 @@ def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[st
     return cells
 
 
+def uta_cell_name(seed: int) -> str:
+    """``uta-s0``: the run of the UTA student of one seed."""
+    return f"uta-s{int(seed)}"
+
+
+def baseline_cell(grid: Mapping, seed: int) -> str:
+    """The unmasked CLIP baseline cell of a seed (``truncate-k32-m0-s0``)."""
+    full = {**GRID_KEYS, **grid}["full_text_tokens"]
+    return cell_name("truncate", full, 0.0, seed)
+
+
+def expand_uta(
+    spec: Mapping, cells: Mapping, grid: Mapping, pretrain: Mapping, where: str = "uta"
+) -> tuple[dict, dict, dict]:
+    """The live ``uta`` section and the UTA students of a ``uta:`` spec (see ``UTA_KEYS``).
+
+    One student per seed of ``seeds``, named ``uta-s<seed>``: taught by ``teacher`` (``clip``: the seed's
+    unmasked CLIP baseline cell; or a cell name, ``{seed}`` replaced), compute-matched to (and reported
+    beside) the seed's CLIP baseline cell, both of which must be cells of the grid. ``model`` (the
+    student's architecture) defaults to ``pretrain.model``. Returns ``(section, uta_cells, uta_finetunes)``,
+    the last empty when ``finetune`` is off.
+    """
+    if not isinstance(spec, Mapping):
+        raise ProfileError(f"{where}: expected a mapping, got {spec!r}")
+    unknown = sorted(set(spec) - set(UTA_KEYS))
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(UTA_KEYS)})")
+    u = {**copy.deepcopy(UTA_KEYS), **copy.deepcopy(dict(spec))}
+    if u["model"] is None:
+        u["model"] = pretrain.get("model")
+    seeds = u["seeds"]
+    if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+        raise ProfileError(f"{where}.seeds: expected a list of integers, got {seeds!r}")
+    r = u["mask_ratio"]
+    if isinstance(r, bool) or not isinstance(r, int | float) or not 0.0 < float(r) < 1.0:
+        raise ProfileError(f"{where}.mask_ratio: the share of patches hidden, in (0, 1), got {r!r}")
+    if u["masker"] not in UTA_MASKERS:
+        raise ProfileError(
+            f"{where}.masker: unknown patch masker {u['masker']!r} (known: {', '.join(UTA_MASKERS)})"
+        )
+    e = u["epochs"]
+    if e != "matched" and (isinstance(e, bool) or not isinstance(e, int) or e < 1):
+        raise ProfileError(f"{where}.epochs: 'matched' or a positive integer, got {e!r}")
+    if not isinstance(u["finetune"], bool):
+        raise ProfileError(f"{where}.finetune: true or false, got {u['finetune']!r}")
+    if not isinstance(u["options"], Mapping):
+        raise ProfileError(f"{where}.options: a mapping of open_clip_train options, got {u['options']!r}")
+    for key in ("map_grid", "map_samples"):
+        if isinstance(u[key], bool) or not isinstance(u[key], int) or u[key] < 1:
+            raise ProfileError(f"{where}.{key}: a positive integer, got {u[key]!r}")
+    teacher = u["teacher"]
+    if not isinstance(teacher, str) or not teacher:
+        raise ProfileError(f"{where}.teacher: 'clip' or a cell name (with {{seed}}), got {teacher!r}")
+    students: dict[str, dict] = {}
+    for seed in seeds:
+        baseline = baseline_cell(grid, seed)
+        name = baseline if teacher in UTA_TEACHERS else teacher.replace("{seed}", str(seed))
+        for role, cell in (("teacher", name), ("CLIP baseline", baseline)):
+            if cell not in cells:
+                raise ProfileError(
+                    f"{where}: the {role} of seed {seed}, cell {cell!r}, is not in the grid (UTA needs the "
+                    "seed's unmasked CLIP baseline: grid baselines [clip] with that seed)"
+                )
+        students[uta_cell_name(seed)] = {"seed": int(seed), "teacher": name, "baseline": baseline}
+    finetunes = copy.deepcopy(students) if u["finetune"] else {}
+    return u, students, finetunes
+
+
 def profile_names(params: Mapping) -> list[str]:
     return list((params.get("profiles") or {}).keys())
 
@@ -187,10 +271,10 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
         known = ", ".join(profiles) or "none defined"
         raise ProfileError(f"unknown profile {name!r} (params.yaml profiles: {known})")
     merged = deep_merge(params.get("defaults") or {}, profiles[name] or {})
-    unknown = sorted(set(merged) - set(SECTIONS) - {"grid", "description"})
+    unknown = sorted(set(merged) - set(SECTIONS) - {"grid", "uta", "description"})
     if unknown:
         raise ProfileError(
-            f"profile {name!r}: unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)}, grid)"
+            f"profile {name!r}: unknown section(s) {', '.join(unknown)} (known: {', '.join(SECTIONS)}, grid, uta)"
         )
     data = merged.get("data") or {}
     if data.get("source", "embedded") not in DATA_SOURCES:
@@ -204,6 +288,13 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
         raise ProfileError(f"profile {name!r}: freq.threshold must be a positive number, got {threshold!r}")
     live = {key: merged.get(key) or {} for key in SECTIONS}
     live["cells"] = expand_grid(merged.get("grid") or {}, threshold, where=f"profile {name!r} grid")
+    live["uta"], live["uta_cells"], live["uta_finetunes"] = expand_uta(
+        merged.get("uta") or {},
+        live["cells"],
+        merged.get("grid") or {},
+        live["pretrain"],
+        where=f"profile {name!r} uta",
+    )
     live["plan"] = {"profile": name, "fingerprint": fingerprint(live)}
     return {key: live[key] for key in LIVE_KEYS}
 
@@ -245,14 +336,22 @@ def plan(path: str | Path = "params.yaml", profile: str | None = None) -> dict:
 
 
 def dump_live(live: Mapping) -> str:
-    """The live sections as YAML: stage sections in block style, one flow-style line per cell."""
-    body = {k: v for k, v in live.items() if k != "cells"}
+    """The live sections as YAML: stage sections in block style, one flow-style line per cell (grid cells,
+    then UTA students)."""
+    listed = ("cells", *UTA_CELL_KEYS)
+    body = {k: v for k, v in live.items() if k not in listed}
     text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, width=4096)
-    cells = "".join(
-        f"  {name}: {yaml.safe_dump(dict(cell), default_flow_style=True, sort_keys=False, width=4096).strip()}\n"
-        for name, cell in live["cells"].items()
-    )
-    return f"{text}cells:\n{cells}"
+    for key in listed:
+        if key not in live:
+            continue
+        if not live[key]:
+            text += f"{key}: {{}}\n"
+            continue
+        text += f"{key}:\n" + "".join(
+            f"  {name}: {yaml.safe_dump(dict(cell), default_flow_style=True, sort_keys=False, width=4096).strip()}\n"
+            for name, cell in live[key].items()
+        )
+    return text
 
 
 def check(params: Mapping) -> dict:
@@ -275,4 +374,11 @@ def check(params: Mapping) -> dict:
         _check_cell(f"cells.{key}", cell)
         if key != cell_name(**cell):
             raise ProfileError(f"cells.{key}: its values name a different cell ({cell_name(**cell)}); {fix}")
+    for group in UTA_CELL_KEYS:
+        for key, item in (params.get(group) or {}).items():
+            if not isinstance(item, Mapping) or key != uta_cell_name(item.get("seed", -1)):
+                raise ProfileError(f"{group}.{key}: not a UTA student of the plan; {fix}")
+            for role in ("teacher", "baseline"):
+                if item.get(role) not in cells:
+                    raise ProfileError(f"{group}.{key}: its {role} {item.get(role)!r} is not a cell; {fix}")
     return planned

@@ -1,5 +1,6 @@
-"""The DVC pipeline: the smoke profile's whole DAG from a fresh copy, a no-op second repro, one grid
-change re-running only its cells, and bad input named before anything runs."""
+"""The DVC pipeline: the smoke profile's whole DAG from a fresh copy (UTA stages included), a no-op second
+repro, one grid change re-running only its cells, a UTA change only the UTA stages, and bad input named
+before anything runs."""
 
 from __future__ import annotations
 
@@ -57,6 +58,20 @@ def test_smoke_dag_then_nothing_to_do():
     ):
         assert (repo / "figures" / "report" / name).stat().st_size > 0, name
     assert (repo / "figures" / "frequency" / "keep_rates.svg").exists()
+    # UTA: a student per uta_cells entry, fine-tuned and evaluated; results/uta.csv beside its teacher
+    students = yaml.safe_load((repo / "params.yaml").read_text())["uta_cells"]
+    assert students and set(tidy[tidy.objective == "uta"].run) == set(students)
+    assert set(tidy[tidy.run.isin(list(students))].checkpoint) == {"pretrain", "finetune"}
+    assert set(tidy[tidy.run.isin(list(cells))].objective) == {"clip"}
+    uta = pd.read_csv(repo / "results" / "uta.csv")
+    assert set(uta.system) == {"teacher", "clip", "uta"} and set(uta.phase) == {"pretrain", "finetune"}
+    assert {"classification (mean)", "retrieval (mean)"} <= set(uta.dataset)
+    assert (uta[uta.system == "uta"].epochs > uta[uta.system == "clip"].epochs.max()).all()  # compute-matched
+    for name in ("mask_probability.png", "mask_probability.svg", "loss_curves.png", "loss_curves.svg"):
+        assert (repo / "figures" / "uta" / name).stat().st_size > 0, name
+    for key in students:
+        assert (repo / "runs" / key / "finetune" / "export" / "open_clip_model.safetensors").is_file()
+        assert json.loads((repo / "runs" / key / "compute.json").read_text())["matched"]
 
     again = run(repo, "dvc", "repro", check=True)
     assert stages_run(again.stdout) == set(), again.stdout
@@ -90,6 +105,26 @@ def test_one_grid_change_reruns_only_its_cells():
             "collect",
             "report",
         }, changed
+    finally:
+        params.write_text(saved)
+    assert run(repo, "dvc", "status", "--json", check=True).stdout.strip() == "{}"
+
+
+@pytest.mark.slow
+@needs_upstream
+def test_a_uta_change_reruns_only_the_uta_stages():
+    from clipf import study
+
+    repo = smoke_study()
+    params = repo / "params.yaml"
+    saved = params.read_text()
+    try:
+        study._set(params, ["profiles.smoke.uta.mask_ratio=0.75"])
+        run(repo, sys.executable, "-m", "clipf.study", "plan", check=True)
+        changed = set(json.loads(run(repo, "dvc", "status", "--json", check=True).stdout))
+        students = yaml.safe_load(params.read_text())["uta_cells"]
+        assert {f"uta@{key}" for key in students} <= changed
+        assert changed <= {"plan", "uta_report", *(f"uta@{key}" for key in students)}, changed
     finally:
         params.write_text(saved)
     assert run(repo, "dvc", "status", "--json", check=True).stdout.strip() == "{}"
