@@ -31,16 +31,12 @@ DEFAULTS: dict[str, Any] = {
             "star",
             "cross",
             "heart",
-            "diamond",
-            "ring",
-            "crescent",
-            "arrow",
-        ],
-        "colors": list(L.COLORS),
+        ],  # + diamond, ring, crescent, arrow, hexagon, bar
+        "colors": ["red", "yellow", "green", "blue", "white", "black"],  # + L.COLORS
         "sizes": ["small", "medium", "large"],
         "positions": ["center", "left", "right", "top", "bottom"],
-        "backgrounds": list(L.BACKGROUNDS),
-        "objects": [0.5, 0.3, 0.2],  # P(1, 2, 3, ... objects); the main object is the largest
+        "backgrounds": ["white", "black", "gray", "sky", "sand"],  # + L.BACKGROUNDS
+        "objects": [0.85, 0.1, 0.05],  # P(1, 2, 3, ... objects); the main object is the largest
         "same_extras": 0.3,  # the extra objects are copies of one kind ("two blue stars")
         "extra_scale": [0.45, 0.6],  # extra object radius / main object radius
         "rotation": 15.0,  # degrees, uniform +-
@@ -59,15 +55,15 @@ DEFAULTS: dict[str, Any] = {
         "rare_words": 1.0,  # + rare filler per caption (Poisson mean): English ranks vocab_size..rare_vocab
         "rare_vocab": 20000,
         "mention": {  # P(a caption says it)
-            "shape": 0.9,
+            "shape": 0.95,
             "color": 0.8,
-            "size": 0.4,
-            "position": 0.4,
+            "size": 0.7,
+            "position": 0.8,
             "extras": 0.5,
             "background": 0.35,
         },
-        "synonyms": 0.3,  # a value said with a rarer synonym (crimson, disc, huge, ...)
-        "generic_noun": 0.3,  # shape unsaid: "object", "icon", ... stands in (else no noun)
+        "synonyms": 0.15,  # a value said with a rarer synonym (crimson, disc, huge, ...)
+        "generic_noun": 0.1,  # shape unsaid: "object", "icon", ... stands in (else no noun)
         "noise": 0.03,  # a said value is wrong (web noise)
         "unrelated": 0.03,  # the caption says nothing about the image
         "prefix": 0.35,  # boilerplate before ("stock photo of", "image may contain :")
