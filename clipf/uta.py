@@ -1344,12 +1344,6 @@ def default_teacher(cfg: Mapping[str, Any], runs: str | os.PathLike = "runs", se
     return Path(runs) / profiles.cell_name("truncate", k, 0.0, seed)
 
 
-def cell_name(ratio: float, masker: str, seed: int) -> str:
-    """``uta-reversed_block-m50-s0``: a run name that spells out a UTA run."""
-    pct = f"{round(float(ratio) * 100, 4):g}".replace(".", "p")
-    return f"uta-{ALIASES.get(masker, masker)}-m{pct}-s{int(seed)}"
-
-
 def study_argv(
     cfg: Mapping[str, Any],
     cell: str,
