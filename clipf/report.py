@@ -227,6 +227,127 @@ def summary(table: pd.DataFrame) -> dict:
     return out
 
 
+DATASET_LABELS = {
+    "wds/world_objects": "colour+shape",
+    "wds/world_color": "colour",
+    "wds/world_shape": "shape",
+    "wds/world_size": "size",
+    "wds/world_position": "position",
+    "wds/world_retrieval": "retrieval",
+}
+
+
+def _ordered_cells(cells: pd.DataFrame, full_text_tokens: int = 32) -> pd.DataFrame:
+    """``cells`` (masker, text_tokens, image_mask, ...) with the paper's model / masking names, in the
+    main table's row order (baselines first, then K descending, maskers in MASKER_ORDER)."""
+    named = [describe(m, k, r, full_text_tokens) for m, k, r in cells[CELL].itertuples(index=False)]
+    out = cells.assign(model=[a for a, _ in named], masking=[b for _, b in named])
+    out["_order"] = out["masker"].map({m: i for i, m in enumerate(MASKER_ORDER)})
+    out = out.sort_values(["image_mask", "text_tokens", "_order"], ascending=[True, False, True])
+    return out.drop(columns="_order").reset_index(drop=True)
+
+
+def datasets_table(
+    tidy: pd.DataFrame,
+    threshold: float | None = None,
+    checkpoint: str = "pretrain",
+    retrieval_metric: str = "image_retrieval_recall@1",
+    full_text_tokens: int = 32,
+) -> pd.DataFrame:
+    """Every evaluation set side by side for one checkpoint: a row per cell (the main table's order),
+    a column per dataset, mean / std / n over seeds in percent. Classification sets report top-1,
+    retrieval sets ``retrieval_metric``. The threshold sweep's extra frequency cells are left out."""
+    clf = (tidy["task"] == "zeroshot_classification") & (tidy["metric"] == "acc1")
+    ret = (tidy["task"] == "zeroshot_retrieval") & (tidy["metric"] == retrieval_metric)
+    rows = tidy[(clf | ret) & (tidy["checkpoint"] == checkpoint)].copy()
+    if rows.empty:
+        raise ValueError(f"no {checkpoint!r} classification / retrieval rows in the results table")
+    rows["value"] = rows["value"].astype(float) * 100.0
+    parsed = rows["run"].map(threshold_of)
+    rows["threshold"] = (
+        rows["freq_threshold"].astype(float).fillna(parsed) if "freq_threshold" in rows else parsed
+    )
+    rows = main_threshold(rows, threshold)
+    stats = rows.groupby([*CELL, "dataset"])["value"].apply(mean_std).unstack()
+    wide = stats.unstack("dataset")
+    wide.columns = [f"{dataset}_{stat}" for stat, dataset in wide.columns]
+    return _ordered_cells(wide.reset_index(), full_text_tokens)
+
+
+def format_datasets_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """:func:`datasets_table` as text: ``mean ± std`` per dataset, columns named for readers."""
+    out = pd.DataFrame(
+        {"Model": table["model"], "Masking": table["masking"], "Text tokens": table["text_tokens"]}
+    )
+    datasets = sorted(
+        {c.rsplit("_", 1)[0] for c in table.columns if c.endswith("_mean")},
+        key=lambda d: list(DATASET_LABELS).index(d) if d in DATASET_LABELS else len(DATASET_LABELS),
+    )
+    for d in datasets:
+        n = table[f"{d}_n"].fillna(0).astype(int)
+        out[DATASET_LABELS.get(d, d)] = [
+            fmt_mean_std(m, s, k, digits)
+            for m, s, k in zip(table[f"{d}_mean"], table[f"{d}_std"], n, strict=True)
+        ]
+    return out
+
+
+def _verdict(diff: float, se: float, z: float = 2.0) -> str:
+    if pd.isna(diff):
+        return "not measured"
+    if pd.isna(se) or se == 0:
+        return "better (one seed)" if diff > 0 else "worse (one seed)" if diff < 0 else "equal"
+    if diff > z * se:
+        return "better"
+    if diff < -z * se:
+        return "worse"
+    return "within noise"
+
+
+def claims(table: pd.DataFrame, checkpoints: Sequence[str] = CHECKPOINTS, z: float = 2.0) -> pd.DataFrame:
+    """The paper's masking claims checked on :func:`main_table`: at every K (and image mask), frequency masking against
+    truncation and against the best other masker. ``diff`` is frequency minus the other (points),
+    ``se`` the standard error of that difference over seeds; the verdict is ``better`` / ``worse`` when
+    ``|diff| > z * se`` and ``within noise`` otherwise."""
+    masked = table[table["masking"] != "none"]
+    out = []
+    for ckpt in checkpoints:
+        for (k, r), group in masked.groupby(["text_tokens", "image_mask"]):
+            by = group.set_index("masker")
+            if "frequency" not in by.index:
+                continue
+            f = by.loc["frequency"]
+            others = by.drop(index="frequency").dropna(subset=[f"{ckpt}_mean"])
+            if others.empty:
+                continue
+            best = others[f"{ckpt}_mean"].idxmax()
+            for label, other in (("truncation", "truncate"), ("best other masker", best)):
+                if other not in by.index:
+                    continue
+                o = by.loc[other]
+                diff = f[f"{ckpt}_mean"] - o[f"{ckpt}_mean"]
+                se = np.sqrt(
+                    (f[f"{ckpt}_std"] ** 2) / max(f[f"{ckpt}_n"], 1)
+                    + (o[f"{ckpt}_std"] ** 2) / max(o[f"{ckpt}_n"], 1)
+                )
+                out.append(
+                    {
+                        "checkpoint": ckpt,
+                        "text_tokens": int(k),
+                        "image_mask": float(r),
+                        "claim": f"frequency beats {label}",
+                        "other": other,
+                        "frequency": round(float(f[f"{ckpt}_mean"]), 2),
+                        "other_value": round(float(o[f"{ckpt}_mean"]), 2),
+                        "diff": round(float(diff), 2),
+                        "se": round(float(se), 2) if not pd.isna(se) else np.nan,
+                        "seeds": int(min(f[f"{ckpt}_n"], o[f"{ckpt}_n"])),
+                        "verdict": _verdict(diff, se, z),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
 # ---------------------------------------------------------------- per-epoch and compute
 
 
@@ -704,6 +825,54 @@ def keep_rate_figure(
         ax.set_xlabel("text tokens K")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("share of words kept")
+    _figure_legend(fig, axes[0])
+    return fig
+
+
+def keep_accuracy_figure(
+    rates: pd.DataFrame,
+    table: pd.DataFrame,
+    classes: Sequence[str] = ("grounded", "noun", "adjective", "function"),
+    checkpoint: str = "pretrain",
+):
+    """What a masker keeps next to what the model learns: for each POS class (and the grounded words),
+    its keep rate (x) against zero-shot accuracy (y, mean ± std over seeds), a point per masker and K,
+    a line per masker across K; CLIP / FLIP as horizontal lines."""
+    plt = _plt()
+    classes = [c for c in classes if c in rates.columns]
+    merged = table[table["masking"] != "none"].merge(rates, on=["masker", "text_tokens"], how="inner")
+    fig, axes = plt.subplots(1, len(classes), figsize=(3.4 * len(classes), 3.4), squeeze=False, sharey=True)
+    colors = _masker_colors(MASKER_ORDER)
+    for ax, cls in zip(axes[0], classes, strict=True):
+        for masker, g in merged.groupby("masker", sort=False):
+            g = g.sort_values("text_tokens")
+            ax.errorbar(
+                g[cls],
+                g[f"{checkpoint}_mean"],
+                yerr=g[f"{checkpoint}_std"].fillna(0),
+                color=colors.get(masker),
+                marker="o",
+                capsize=2,
+                label=masker,
+            )
+            for row in g.itertuples(index=False):
+                ax.annotate(
+                    f"{row.text_tokens}",
+                    (getattr(row, cls), getattr(row, f"{checkpoint}_mean")),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        for row in table[table["masking"] == "none"].itertuples(index=False):
+            mean = getattr(row, f"{checkpoint}_mean")
+            if not pd.isna(mean):
+                ax.axhline(
+                    mean, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
+                )
+        ax.set_title(f"{cls} words kept")
+        ax.set_xlabel("keep rate")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(f"zero-shot top-1 (%), {checkpoint}")
     _figure_legend(fig, axes[0])
     return fig
 

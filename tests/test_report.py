@@ -183,6 +183,70 @@ def test_writers_and_figures(tidy, tmp_path: Path):
     assert figs[1].read_text() == svg  # deterministic SVG: DVC sees no change on a re-run
 
 
+def test_datasets_table_every_set_side_by_side(tidy):
+    table = R.datasets_table(tidy)
+    assert list(zip(table.model, table.text_tokens, table.image_mask, strict=True))[:3] == [
+        ("CLIP", 32, 0.0),
+        ("CLIPF", 8, 0.5),
+        ("FLIP", 32, 0.75),
+    ]
+    freq8 = table[(table.masker == "frequency") & (table.text_tokens == 8) & (table.image_mask == 0.75)].iloc[
+        0
+    ]
+    assert freq8[f"{DATASET}_mean"] == pytest.approx(36.0) and freq8[f"{DATASET}_std"] == pytest.approx(1.0)
+    assert freq8["world_retrieval_mean"] == pytest.approx(50.0) and freq8["world_retrieval_n"] == 3
+    ft = R.datasets_table(tidy, checkpoint="finetune")
+    assert "truncate-k32-m0" not in set(ft.masker + ft.text_tokens.astype(str))  # CLIP has no fine-tune rows
+    shown = R.format_datasets_table(table)
+    assert list(shown.columns) == ["Model", "Masking", "Text tokens", DATASET, "retrieval"][:3] + [
+        DATASET,
+        "world_retrieval",
+    ]
+    assert shown.iloc[0][DATASET] == "32.0 ± 2.0"
+    with pytest.raises(ValueError, match="no 'final' classification"):
+        R.datasets_table(tidy, checkpoint="final")
+
+
+def test_claims_verdicts_use_the_seed_noise(tidy):
+    table = R.main_table(tidy)
+    checks = R.claims(table)
+    pre8 = checks[(checks.checkpoint == "pretrain") & (checks.text_tokens == 8) & (checks.image_mask == 0.75)]
+    pre8 = pre8.set_index("claim")
+    # no truncate cell at K=8 in this grid: only the best other masker (block, 20 ± 10 vs 36 ± 1)
+    assert list(pre8.index) == ["frequency beats best other masker"]
+    row = pre8.iloc[0]
+    assert row.other == "block" and row["diff"] == pytest.approx(16.0)
+    assert row.se == pytest.approx(np.sqrt(1 / 3 + 100 / 3), abs=0.01)
+    assert row.verdict == "better"  # 16 > 2 x 5.8
+    ft8 = checks[
+        (checks.checkpoint == "finetune") & (checks.text_tokens == 8) & (checks.image_mask == 0.75)
+    ].iloc[0]
+    assert checks[checks.image_mask == 0.5].empty  # the 98-token CLIPF row has no CLIPA cell to beat
+    assert ft8.verdict == "within noise" and ft8["diff"] == pytest.approx(1.0)
+    assert R._verdict(5.0, 1.0) == "better" and R._verdict(-5.0, 1.0) == "worse"
+    assert R._verdict(1.0, np.nan) == "better (one seed)" and R._verdict(np.nan, 1.0) == "not measured"
+
+
+def test_keep_accuracy_figure(tidy, tmp_path: Path):
+    table = R.main_table(tidy)
+    rates = pd.DataFrame(
+        {
+            "masker": ["block", "frequency", "frequency"],
+            "text_tokens": [8, 8, 4],
+            "noun": [0.3, 0.6, 0.4],
+            "function": [0.5, 0.1, 0.05],
+            "grounded": [0.4, 0.7, 0.5],
+        }
+    )
+    fig = R.keep_accuracy_figure(rates, table)
+    assert [ax.get_title() for ax in fig.axes[:3]] == [
+        "grounded words kept",
+        "noun words kept",
+        "function words kept",
+    ]
+    assert all(p.stat().st_size > 1000 for p in R.save_figure(fig, tmp_path / "keep_acc"))
+
+
 def test_best_by_epoch_and_epoch_figure(tmp_path: Path):
     recs = []
     for seed in (0, 1):
