@@ -18,7 +18,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_every_study_notebook_is_there():
-    # 01-05 are the DVC study's stages; 06_uta is UTA's notebook (run by its own tests, not the DAG yet)
+    # 01-05 are the grid's stages; 06_uta is the UTA students' stage (`uta@uta-s<seed>`)
     assert [p.stem for p in NOTEBOOKS] == [*study.NOTEBOOKS, "06_uta"]
 
 
