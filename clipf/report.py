@@ -281,7 +281,7 @@ def format_datasets_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     )
     datasets = sorted(
         {c.rsplit("_", 1)[0] for c in table.columns if c.endswith("_mean")},
-        key=lambda d: list(DATASET_LABELS).index(d) if d in DATASET_LABELS else len(DATASET_LABELS),
+        key=lambda d: (list(DATASET_LABELS).index(d) if d in DATASET_LABELS else len(DATASET_LABELS), d),
     )
     for d in datasets:
         n = table[f"{d}_n"].fillna(0).astype(int)
@@ -695,6 +695,16 @@ def _masker_colors(maskers: Iterable[str]) -> dict[str, str]:
     return {m: palette.get(m, "#17becf") for m in maskers}
 
 
+def _baseline_lines(ax, table: pd.DataFrame, checkpoint: str) -> None:
+    """CLIP (dashed) and FLIP (dash-dot) of a main table as horizontal lines on ``ax``."""
+    for row in table[table["masking"] == "none"].itertuples(index=False):
+        mean = getattr(row, f"{checkpoint}_mean")
+        if not pd.isna(mean):
+            ax.axhline(
+                mean, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
+            )
+
+
 def tokens_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None):
     """Accuracy vs text tokens per masker (mean ± std over seeds), pre-train and fine-tune side by
     side; CLIP/FLIP as horizontal lines; the paper's curves underneath when ``paper`` is given."""
@@ -719,12 +729,7 @@ def tokens_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None):
                     marker="o",
                     capsize=3,
                 )
-        for row in table[table["masking"] == "none"].itertuples(index=False):
-            mean = getattr(row, f"{ckpt}_mean")
-            if not pd.isna(mean):
-                ax.axhline(
-                    mean, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
-                )
+        _baseline_lines(ax, table, ckpt)
         ax.set_title(f"ours: {'pre-train' if ckpt == 'pretrain' else 'fine-tune'}")
         ax.set_ylabel("zero-shot top-1 (%)")
         if paper is not None:
@@ -863,12 +868,7 @@ def keep_accuracy_figure(
                     xytext=(3, 3),
                     textcoords="offset points",
                 )
-        for row in table[table["masking"] == "none"].itertuples(index=False):
-            mean = getattr(row, f"{checkpoint}_mean")
-            if not pd.isna(mean):
-                ax.axhline(
-                    mean, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
-                )
+        _baseline_lines(ax, table, checkpoint)
         ax.set_title(f"{cls} words kept")
         ax.set_xlabel("keep rate")
         ax.grid(alpha=0.3)
