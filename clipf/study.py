@@ -273,12 +273,14 @@ def planned_rows(tidy, cells: Mapping):
 _EPOCH = re.compile(r"epoch[_ -]?(\d+)")
 
 
-def epoch_accuracy(tidy, dataset: str | None = None, metric: str = "acc1"):
+def epoch_accuracy(tidy, dataset: str | None = None, metric: str = "acc1", threshold: float | None = None):
     """Zero-shot accuracy (%) of every pre-training epoch checkpoint: run, masker, text_tokens,
-    image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints)."""
+    image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints). Frequency cells of
+    the threshold sweep other than ``threshold`` (default: the most common) are left out, as in the
+    main table."""
     from clipf import report
 
-    rows = report.zero_shot(tidy, dataset, metric)
+    rows = report.main_threshold(report.zero_shot(tidy, dataset, metric), threshold)
     rows = rows[~rows["checkpoint"].astype(str).str.contains("finetune")]
     label = rows["checkpoint"].astype(str).str.extract(_EPOCH)[0]
     rows = rows.assign(epoch=label.astype(float).fillna(rows["epochs"].astype(float)).astype(int))

@@ -248,6 +248,15 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
         )
     curves = study.epoch_accuracy(pd.DataFrame(rows))
     assert curves[["epoch", "value"]].values.tolist() == [[1, 10.0], [2, 30.0]]
+    # the threshold sweep's other frequency cells stay out of the curves, as out of the main table
+    sweep = [
+        {**r, "run": f"frequency-k8-m75-t{t}-s0", "masker": "frequency", "value": v}
+        for t, v in (("1e-2", 0.2), ("3e-3", 0.9))
+        for r in rows[:2]
+    ]
+    curves = study.epoch_accuracy(pd.DataFrame(rows + sweep), threshold=1e-2)
+    freq = curves[curves.masker == "frequency"]
+    assert freq["run"].unique().tolist() == ["frequency-k8-m75-t1e-2-s0"] and set(freq["value"]) == {20.0}
 
     run = tmp_path / "r" / "pretrain"
     run.mkdir(parents=True)
