@@ -23,7 +23,7 @@ test: setup lint
 	$(BIN)/python -m pytest -q -x
 
 lint: setup
-	$(BIN)/ruff check clipf tests bench
+	$(BIN)/ruff check clipf tests bench notebooks
 	$(BIN)/ruff format --check clipf tests bench
 
 format: setup

@@ -257,10 +257,7 @@ def export(
         "context_length": n,
         "pos_extend": pos_extend if n > trained else None,
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME))
         config = {"model_cfg": cfg, "preprocess_cfg": preprocess_cfg, "clipf": meta}
@@ -269,13 +266,24 @@ def export(
             back = open_clip.create_model(f"local-dir:{tmp}")
             if text_context(back) != n:
                 raise RuntimeError(f"export check failed: context {text_context(back)} != {n}")
+    return Path(out)
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """A fresh temporary sibling of ``out`` to write into; it replaces ``out`` only if the block ends
+    without an error (a reader never sees a half-written folder), and is removed either way."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def run_config(checkpoint: str | os.PathLike) -> dict:

@@ -127,6 +127,20 @@ def run_dir(cell: str, runs: str | Path = "runs") -> Path:
     return Path(runs) / cell
 
 
+def data_argv(cfg: Mapping, options: Mapping) -> list[str]:
+    """``clipf.train`` data arguments of the profile's data (:func:`data_source`): the training shards,
+    their sample count and the validation set, each unless ``options`` sets it."""
+    src = data_source(cfg)
+    argv = ["--train-data", src["train_data"], "--dataset-type", "webdataset"]
+    if src.get("train_num_samples") and "train_num_samples" not in options:
+        argv += ["--train-num-samples", str(src["train_num_samples"])]
+    if src.get("val_data") and "val_data" not in options:
+        argv += ["--val-data", src["val_data"]]
+        if src.get("val_num_samples"):
+            argv += ["--val-num-samples", str(src["val_num_samples"])]
+    return argv
+
+
 def train_argv(
     cfg: Mapping,
     phase: str,
@@ -144,19 +158,11 @@ def train_argv(
     """
     if phase not in ("pretrain", "finetune"):
         raise ValueError(f"phase must be pretrain or finetune, got {phase!r}")
-    src = data_source(cfg)
     opts = dict(cfg[phase])
     if phase == "finetune":
         opts.setdefault("model", cfg["pretrain"].get("model"))
     opts.update(options or {})
-    argv = ["--train-data", src["train_data"], "--dataset-type", "webdataset"]
-    if src.get("train_num_samples") and "train_num_samples" not in opts:
-        argv += ["--train-num-samples", str(src["train_num_samples"])]
-    if src.get("val_data") and "val_data" not in opts:
-        argv += ["--val-data", src["val_data"]]
-        if src.get("val_num_samples"):
-            argv += ["--val-num-samples", str(src["val_num_samples"])]
-    argv += ["--logs-dir", str(runs), "--name", f"{cell_name}/{phase}"]
+    argv = data_argv(cfg, opts) + ["--logs-dir", str(runs), "--name", f"{cell_name}/{phase}"]
     if phase == "pretrain":
         if cell is None:
             raise ValueError("pretrain needs the cell (masker, text_tokens, image_mask, seed)")

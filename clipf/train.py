@@ -42,7 +42,8 @@ module looks up swapped for the run: ``get_data`` builds the *train* split with 
 cut prompts and lose class names; ``evaluate`` runs on a copy of the model whose text tower is extended
 to N (:func:`clipf.export.extend_context`); ``train_one_epoch`` is timed and its batches counted;
 ``create_loss`` records the loss; ``torch.save`` becomes atomic; on CPU, DDP gets no ``device_ids``.
-In open_clip_train.data the webdataset error handler counts what it skips.
+In open_clip_train.data the webdataset error handler counts what it skips, and the sample shuffle buffer is
+seeded from ``--seed`` (stock: from the clock), so a run is reproducible bit for bit.
 
 The text tower. A K-token tower is open_clip's own ``force_context_length=K`` (stock text towers take
 batches of exactly their context length). Evaluation always runs at N with the K trained position rows
@@ -802,6 +803,41 @@ def _ddp(module: torch.nn.Module, device_ids: Sequence[Any] | None = None, **kwa
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **kwargs)
 
 
+# ---- data order: open_clip_train's sample shuffle buffer, seeded
+class _SeededShuffle:
+    """``wds.shuffle`` as open_clip_train's training pipeline uses it, with its rng seeded.
+
+    Stock ``wds.shuffle`` seeds from the pid and the clock, so two runs with the same ``--seed`` see
+    their samples in different orders and end with different weights. Here the order is a function of
+    (``--seed``, rank, data worker, epoch): ``dvc repro`` of a cell gives the same weights, bit for bit.
+    ``seed``, ``rank`` and ``epoch`` (open_clip_train's ``SharedEpoch``) are set by ``Run.get_data``.
+    """
+
+    def __init__(self, bufsize: int = 1000, initial: int = 100):
+        self.bufsize, self.initial = bufsize, initial
+        self.seed, self.rank, self.epoch = 0, 0, None
+
+    def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
+        import random
+
+        import webdataset
+
+        worker = torch.utils.data.get_worker_info()
+        epoch = self.epoch.get_value() if self.epoch is not None else 0
+        rng = random.Random(f"{self.seed}/{self.rank}/{worker.id if worker else 0}/{epoch}")
+        return webdataset.shuffle(self.bufsize, self.initial, rng=rng)(src)
+
+
+def _stages(obj: Any) -> Iterator[Any]:
+    """The stages of a webdataset pipeline, through loaders (``WebLoader`` wraps a ``DataLoader``)."""
+    for stage in getattr(obj, "pipeline", []):
+        yield stage
+        yield from _stages(stage)
+    if isinstance(obj, torch.utils.data.DataLoader):
+        yield obj.dataset
+        yield from _stages(obj.dataset)
+
+
 # ---- skipped records: counted in every process that runs the data pipeline
 _SKIP_DIR_ENV, _SKIP_RANK_ENV = "CLIPF_SKIP_DIR", "CLIPF_SKIP_RANK"
 _skip_counts: dict[int, int] = {}
@@ -1004,6 +1040,9 @@ class Run:
         if args.train_data or args.dataset_type == "synthetic":
             build = oc_data.get_dataset_fn(args.train_data, args.dataset_type)
             data["train"] = build(args, pp_train, is_train=True, epoch=epoch, tokenizer=train_tok)
+            for stage in _stages(data["train"].dataloader):
+                if isinstance(stage, _SeededShuffle):
+                    stage.seed, stage.rank, stage.epoch = args.seed, args.rank, data["train"].shared_epoch
             self.loader = _CountingLoader(data["train"].dataloader)
             data["train"].dataloader = self.loader
             if self.plan.warmup_epochs is not None:
@@ -1237,6 +1276,7 @@ def _swapped(run: Run) -> Iterator[None]:
         (oc_main, "train_one_epoch", run.train_one_epoch),
         (oc_main, "evaluate", run.evaluate),
         (oc_main, "torch", torch_view),
+        (oc_data, "wds", _Overlay(oc_data.wds, shuffle=_SeededShuffle)),
         (oc_data, "log_and_continue", count_and_continue),
         (oc_data, "filter_no_caption_or_no_image", _has_caption_and_image),
         (
@@ -1290,21 +1330,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if uta.requested(argv):  # --objective uta: clipf.uta swaps in the teacher-aligned model and loss
         return uta.main(argv)
+    plan = parse_quietly(make_plan, argv)
+    return 2 if plan is None else drive(Run(plan), plan.oc_argv)
+
+
+def parse_quietly(make: Callable[[Sequence[str]], Any], argv: Sequence[str]) -> Any:
+    """``make(argv)`` (a plan) with clipf's models registered and open_clip's logging held back (no
+    ``logging.basicConfig()`` from it while we validate); on a :class:`UsageError`, print it, return None."""
     models.register()
-    quiet = logging.NullHandler()  # open_clip logs while we validate: no logging.basicConfig() from that
+    quiet = logging.NullHandler()
     logging.root.addHandler(quiet)
     try:
-        plan = make_plan(argv)
+        return make(argv)
     except UsageError as exc:
         print(f"clipf train: error: {exc}", file=sys.stderr)
-        return 2
+        return None
     finally:
         logging.root.removeHandler(quiet)
+
+
+def drive(run: Run, oc_argv: list[str]) -> int:
+    """``open_clip_train.main.main(oc_argv)`` with ``run``'s swaps in place, then ``run.finish()``."""
     from open_clip_train import main as oc_main
 
-    run = Run(plan)
     with _swapped(run):
-        rc = oc_main.main(plan.oc_argv)
+        rc = oc_main.main(oc_argv)
         if rc not in (None, 0):
             print(
                 f"clipf train: open_clip_train stopped (returned {rc}); see its message above",

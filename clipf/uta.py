@@ -1068,28 +1068,8 @@ class UTARun(train.Run):
 
 def main(argv: Sequence[str]) -> int:
     """``clipf train --objective uta ...`` (called by :func:`clipf.train.main`); returns an exit code."""
-    from open_clip_train import main as oc_main
-
-    models.register()
-    quiet = logging.NullHandler()
-    logging.root.addHandler(quiet)
-    try:
-        plan = make_plan(argv)
-    except UsageError as exc:
-        print(f"clipf train: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        logging.root.removeHandler(quiet)
-    run = UTARun(plan)
-    with train._swapped(run):
-        rc = oc_main.main(plan.base.oc_argv)
-        if rc not in (None, 0):
-            print(
-                f"clipf train: open_clip_train stopped (returned {rc}); see its message above",
-                file=sys.stderr,
-            )
-            return 1
-        return run.finish()
+    plan = train.parse_quietly(make_plan, argv)
+    return 2 if plan is None else train.drive(UTARun(plan), plan.base.oc_argv)
 
 
 # =========================================================================== export
@@ -1123,23 +1103,14 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, verify: boo
             "context_length": int(uta["model_cfg"]["text_cfg"].get("context_length", 77)),
         },
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with E.atomic_dir(out) as tmp:
         save_file(state, str(tmp / E.WEIGHTS_NAME))
         (tmp / E.CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         if verify:
             back = open_clip.create_model(f"local-dir:{tmp}")  # strict load: every key fits
             if E.text_context(back) != config["clipf"]["context_length"]:
                 raise RuntimeError("export check failed: text context differs")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return Path(out)
 
 
 # =========================================================================== training compute
@@ -1359,7 +1330,6 @@ def study_argv(
     from clipf import study
     from clipf.submit import options_argv
 
-    src = study.data_source(cfg)
     opts = {**cfg["pretrain"], **(options or {})}
     argv = [
         "--objective",
@@ -1371,13 +1341,7 @@ def study_argv(
         "--uta-masker",
         masker,
     ]
-    argv += ["--train-data", src["train_data"], "--dataset-type", "webdataset", "--seed", str(seed)]
-    if src.get("train_num_samples") and "train_num_samples" not in opts:
-        argv += ["--train-num-samples", str(src["train_num_samples"])]
-    if src.get("val_data") and "val_data" not in opts:
-        argv += ["--val-data", src["val_data"]]
-        if src.get("val_num_samples"):
-            argv += ["--val-num-samples", str(src["val_num_samples"])]
+    argv += study.data_argv(cfg, opts) + ["--seed", str(seed)]
     argv += ["--logs-dir", str(runs), "--name", f"{cell}/pretrain"]
     return argv + options_argv(opts)
 

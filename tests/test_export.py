@@ -168,3 +168,19 @@ def test_export_of_a_local_dir_model_holds_the_checkpoint(k6, tmp_path):
         set(weights) == set(sd)
         and json.loads((out / E.CONFIG_NAME).read_text())["clipf"]["context_length"] == 32
     )
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    out = tmp_path / "export"
+    with E.atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+        assert not out.exists()  # nothing visible while it is written
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError), E.atomic_dir(out) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("export check failed")
+    assert (out / "a.txt").read_text() == "first"  # the old folder stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
+    with E.atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]

@@ -344,6 +344,18 @@ def test_resume_continues_the_run(world, tmp_path):
     assert read_json(run / "export" / E.CONFIG_NAME)["clipf"]["checkpoint"].endswith("epoch_2.pt")
 
 
+def test_same_seed_same_student(world, tmp_path):
+    """A UTA cell re-run with its seed gives the same student, bit for bit (data order, patch masks)."""
+
+    def weights(name: str) -> dict:
+        assert train.main(uta_args(world, tmp_path, f"{name}/pretrain")) == 0
+        ckpt = tmp_path / name / "pretrain" / "checkpoints" / "epoch_1.pt"
+        return torch.load(ckpt, weights_only=True)["state_dict"]
+
+    a, b = weights("a"), weights("b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_ddp_two_processes(world, tmp_path):
     """torchrun, 2 processes (gloo): the same entrypoint, one export, world size 2 in the records."""
     argv = uta_args(world, tmp_path, "ddp/pretrain", "--uta-masker", "block")
