@@ -29,7 +29,7 @@ import wordfreq
 from open_clip import tokenizer as _oc
 from open_clip.tokenizer import SimpleTokenizer
 
-from clipf import masking, pos
+from clipf import masking, pos, text
 from clipf.freq import DEFAULT_THRESHOLD, FreqTable
 
 HERE = Path(__file__).parent
@@ -106,13 +106,13 @@ def without_fast_path(fn):
     """``fn`` with every caption going through ftfy + the ``regex`` split, as open_clip does."""
 
     def slow(caps, k):
-        fast = masking.clean_cased, masking._findall
-        masking.clean_cased = lambda text: _oc.whitespace_clean(_oc.basic_clean(text))
-        masking._findall = masking._PAT.findall
+        fast = text.clean_cased, text.find_words
+        text.clean_cased = lambda s: _oc.whitespace_clean(_oc.basic_clean(s))
+        text.find_words = text.WORD_PAT.findall
         try:
             return fn(caps, k)
         finally:
-            masking.clean_cased, masking._findall = fast
+            text.clean_cased, text.find_words = fast
 
     return slow
 
@@ -156,7 +156,7 @@ def run(n: int, rounds: int, ks=(8, 16), batches=(1, 256)) -> dict:
             }
         )
     words = [len(c.split()) for c in captions]
-    pieces = [len(masking.split_words(c)) for c in captions]
+    pieces = [len(text.split_words(c)) for c in captions]
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},

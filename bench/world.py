@@ -120,12 +120,12 @@ def masker_retention(folder: Path, n: int = 1500, ks=(4, 8, 16), thresholds=(1e-
 
     from open_clip.tokenizer import _tokenizer
 
-    from clipf import masking
+    from clipf import masking, text
     from clipf.freq import FreqTable
     from clipf.world.stats import read_pairs
 
     pairs = list(read_pairs(folder))
-    counts = Counter(w for caption, _ in pairs for w in masking.split_words(caption))
+    counts = Counter(w for caption, _ in pairs for w in text.split_words(caption))
     table = FreqTable(counts=dict(counts), total=sum(counts.values()), min_count=1)
     test = pairs[:n]
     captions = [c for c, _ in test]

@@ -84,10 +84,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clipf import files as files_
+from clipf.files import CONFIG_NAME, FULL_CONTEXT, WEIGHTS_NAME, write_json
+
 PHASES = ("pretrain", "finetune")
-FULL_CONTEXT = 32  # clipf.export.FULL_CONTEXT (not imported: `eval collect` needs no torch)
-CONFIG_NAME = "open_clip_config.json"
-WEIGHTS_NAME = "open_clip_model.safetensors"
 SUMMARY_NAME = "summary.json"
 COLUMNS = [
     "run",
@@ -121,27 +121,6 @@ class EvalError(RuntimeError):
 def slug(name: str) -> str:
     """A dataset name as a file name: ``wds/objects`` -> ``wds_objects``."""
     return re.sub(r"[^\w.+-]", "_", name.replace("/", "_"))
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is not what a results file should have
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -1084,7 +1063,9 @@ def collect(runs: str | os.PathLike = "runs", out: str | os.PathLike | None = No
             df.to_parquet(buf, index=False)
             files[out.with_suffix(".parquet")] = buf.getvalue()
         for path, data in files.items():
-            write_atomic(path, data)
+            files_.write_text(path, data) if isinstance(data, str) else files_.atomic_write(
+                path, lambda fh, d=data: fh.write(d)
+            )
     return df
 
 

@@ -49,9 +49,7 @@ import contextlib
 import copy
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,11 +57,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-FULL_CONTEXT = 32
+from clipf.files import CONFIG_NAME, FULL_CONTEXT, WEIGHTS_NAME, atomic_dir
+
 POS_EXTEND = ("repeat", "interpolate")
 DEFAULT_POS_EXTEND = "repeat"
-CONFIG_NAME = "open_clip_config.json"
-WEIGHTS_NAME = "open_clip_model.safetensors"
 
 
 # --------------------------------------------------------------------------- positional tables
@@ -267,23 +264,6 @@ def export(
             if text_context(back) != n:
                 raise RuntimeError(f"export check failed: context {text_context(back)} != {n}")
     return Path(out)
-
-
-@contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """A fresh temporary sibling of ``out`` to write into; it replaces ``out`` only if the block ends
-    without an error (a reader never sees a half-written folder), and is removed either way."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_config(checkpoint: str | os.PathLike) -> dict:

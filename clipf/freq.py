@@ -2,7 +2,7 @@
 
 A table stores **counts** (plus the total, the minimum count, the cleaning options and the sources), so
 the threshold t of P_mask(w) = max(0, 1 − √(t / f(w))), f(w) = count(w) / total, can change without
-recounting. Words are split exactly as the maskers split them (:func:`clipf.masking.split_words`:
+recounting. Words are split exactly as the maskers split them (:func:`clipf.text.split_words`:
 open_clip's cleaning + pre-tokenization regex). ``total`` counts every word kept by the cleaning,
 including words later dropped for being under ``min_count``, so pruning rare words does not change the
 frequencies of the others.
@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from clipf.masking import split_words
+from clipf.text import split_words
 
 FORMAT = "clipf-freq/1"
 DEFAULT_THRESHOLD = 1e-6  # the authors' CC12M file is named cc12m_fq_1e6_words.json

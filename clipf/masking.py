@@ -6,7 +6,7 @@ name in :data:`MASKERS`. Rows are laid out exactly as open_clip's tokenizer lays
 a stock open_clip text tower. A caption that already fits (at most K−2 BPE tokens) is never altered: its
 row equals ``open_clip.tokenizer.SimpleTokenizer()(caption, context_length=k)``.
 
-All maskers share one encoder (:func:`encode_words`): open_clip's cleaning (ftfy, HTML unescape,
+All maskers share one encoder (:func:`clipf.text.encode_words`): open_clip's cleaning (ftfy, HTML unescape,
 whitespace collapse, lower case) done once, its pre-tokenization regex to split *words*, and a
 word -> BPE ids cache. Words are what the frequency rule and syntax masking select; ``truncate``,
 ``block``, ``random`` and ``shuffle`` work on BPE tokens, as open_clip's reduction masks do.
@@ -21,7 +21,6 @@ import argparse
 import inspect
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
@@ -31,10 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.utils.data
-from open_clip import tokenizer as _oc
 
-SOT, EOT = 49406, 49407
-MAX_WORD_CHARS = 256  # longer "words" are BPE-encoded in pieces (open_clip's BPE is quadratic in length)
+from clipf import text
+from clipf.text import EOT, SOT, encode_words, split_cased
 
 MaskerFn = Callable[..., torch.Tensor]
 MASKERS: dict[str, MaskerFn] = {}
@@ -67,73 +65,6 @@ def check_k(k: Any) -> int:
     if k < 3:
         raise ValueError(f"K (text tokens) must be >= 3 (start + end token + one text token), got {k}")
     return int(k)
-
-
-# --------------------------------------------------------------------------- shared encoder
-_TOK: _oc.SimpleTokenizer = getattr(_oc, "_tokenizer", None) or _oc.SimpleTokenizer()
-_PAT = _TOK.pat
-_BYTE_ENCODER = _TOK.byte_encoder
-_WORD_IDS: dict[str, tuple[int, ...]] = {}
-_WORD_IDS_MAX = 1 << 20
-
-
-# On cleaned ASCII text (lower case, single spaces: the only whitespace left) open_clip's pattern is
-# exactly this stdlib pattern, which runs ~2x faster than the `regex` module's Unicode classes.
-_ASCII_PAT = re.compile(r"<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^ a-z0-9]+")
-
-
-def clean_cased(text: str) -> str:
-    """open_clip's cleaning (ftfy, HTML unescape, whitespace collapse) without the lower-casing.
-
-    Printable ASCII text without ``&`` skips ftfy and HTML unescaping, which leave such text unchanged
-    (none of their fixes applies: no mojibake, entities, control characters, wide forms or line breaks
-    to fix); the test suite checks this against open_clip's cleaning.
-    """
-    if text.isascii() and text.isprintable() and "&" not in text:
-        return " ".join(text.split())
-    return _oc.whitespace_clean(_oc.basic_clean(text))
-
-
-def clean(text: str) -> str:
-    """open_clip's default (``clean='lower'``) caption cleaning."""
-    return clean_cased(text).lower()
-
-
-def _findall(text: str) -> list[str]:
-    return (_ASCII_PAT if text.isascii() else _PAT).findall(text)
-
-
-def split_words(caption: str) -> list[str]:
-    """Words of a caption as the CLIPF reference defines them: cleaned, then open_clip's regex."""
-    return _findall(clean(caption))
-
-
-def byte_form(word: str) -> str:
-    """A word in the tokenizer's byte-level unicode form (identical for ASCII words)."""
-    return "".join(_BYTE_ENCODER[b] for b in word.encode("utf-8", "replace"))
-
-
-def _bpe_ids(word: str) -> tuple[int, ...]:
-    if len(word) > MAX_WORD_CHARS:  # pathological input: encode in pieces, don't cache
-        pieces = range(0, len(word), MAX_WORD_CHARS)
-        return tuple(t for i in pieces for t in _bpe_ids(word[i : i + MAX_WORD_CHARS]))
-    ids = tuple(_TOK.encoder[t] for t in _TOK.bpe(byte_form(word)).split(" "))
-    if len(_WORD_IDS) >= _WORD_IDS_MAX:
-        _WORD_IDS.clear()
-    _WORD_IDS[word] = ids
-    return ids
-
-
-def word_ids(word: str) -> tuple[int, ...]:
-    """BPE ids of one word (cached)."""
-    return _WORD_IDS.get(word) or _bpe_ids(word)
-
-
-def encode_words(caption: str) -> tuple[list[str], list[tuple[int, ...]]]:
-    """Words of a caption and each word's BPE ids; concatenated they equal open_clip's ``encode``."""
-    words = _findall(clean(caption))
-    get = _WORD_IDS.get
-    return words, [get(w) or _bpe_ids(w) for w in words]
 
 
 def _as_list(captions: str | Sequence[str]) -> list[str]:
@@ -363,7 +294,7 @@ def syntax(
         if sum(map(len, ids)) <= budget:
             rows.append(_flat(ids))
             continue
-        cased = _PAT.findall(clean_cased(caption))
+        cased = split_cased(caption)
         tags = pos.tag(cased if len(cased) == len(words) else words, tagger)
         order = np.argsort(np.fromiter(map(pos.priority, tags), np.int64, len(tags)), kind="stable")
         rows.append(_select_words(order, ids, budget, fill, budget))
@@ -375,9 +306,6 @@ def masker_options(masker: str | MaskerFn | None) -> list[str]:
     """The keyword options a masker takes (e.g. ``["table", "threshold", "missing", "fill"]``)."""
     fn = masker if callable(masker) else get_masker(masker)
     return [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-
-
-_masker_options = masker_options  # older name, used by clipf.train
 
 
 def _rank() -> int:
@@ -404,7 +332,7 @@ class MaskingTokenizer:
         self.k = check_k(k)
         self.seed = int(seed)
         self.follow_torch_seed = follow_torch_seed
-        allowed = _masker_options(self.fn)
+        allowed = masker_options(self.fn)
         unknown = sorted(set(opts) - set(allowed))
         if unknown:
             raise ValueError(
@@ -476,8 +404,7 @@ def read_lines(path: str | os.PathLike | None, what: str = "clipf") -> list[str]
 
 def decode(ids: Sequence[int] | torch.Tensor) -> str:
     """Text of a row's kept tokens (start/end tokens and padding dropped)."""
-    ids = [int(t) for t in ids if int(t) not in (0, SOT, EOT)]
-    return _TOK.decode(ids).strip()
+    return text.decode([int(t) for t in ids])
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -502,7 +429,7 @@ def cli(argv: list[str] | None = None) -> int:
         k = check_k(args.tokens)
         names = ("table", "threshold", "missing", "fill", "tagger")
         opts = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-        for name in set(opts) - set(_masker_options(fn)):
+        for name in set(opts) - set(masker_options(fn)):
             raise ValueError(f"--{name} does not apply to the {args.masker!r} masker")
         if fn is frequency:
             opts["table"] = _resolve_table(opts.get("table"))

@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from clipf import profiles
+from clipf.files import write_json
 from clipf.submit import NotebookError, launch_argv, notebook_parameters, options_argv
 
 NOTEBOOKS = ("01_frequency", "02_pretrain", "03_finetune", "04_benchmark", "05_report")
@@ -350,13 +351,6 @@ def run_compute(cells: Mapping, runs: str | Path = "runs"):
     return pd.DataFrame(rows)
 
 
-def write_json(obj, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    return path
-
-
 # ---------------------------------------------------------------- the data and frequency stages
 
 
@@ -372,7 +366,7 @@ def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params
             )
         out.mkdir(parents=True)
         pointer = {k: data.get(k) for k in ("train_data", "train_num_samples", "val_data", "dataset_root")}
-        (out / "source.json").write_text(json.dumps({**pointer, "train_shards": n}, indent=2) + "\n")
+        write_json(out / "source.json", {**pointer, "train_shards": n})
         print(f"data: {n} training shards at {data['train_data']}")
         return
     argv = ["synth", "--out", str(out), "--train", str(data["train"]), "--val", str(data["val"])]
@@ -550,7 +544,7 @@ def cli(argv: list[str] | None = None) -> int:
             print(f"plan ok: profile {planned['profile']} ({planned['fingerprint']})")
             if args.out:
                 cells = profiles.load("params.yaml")["cells"]
-                write_json({**planned, "cells": cells}, args.out)
+                write_json(args.out, {**planned, "cells": cells}, sort_keys=True)
         elif sub == "data":
             data_stage(config(), args.out)
         elif sub == "freq":

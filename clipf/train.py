@@ -116,6 +116,7 @@ import torch
 
 from clipf import export as E
 from clipf import models
+from clipf.files import atomic_save, write_json
 
 MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 3, 77
 OBJECTIVES = ("clip", "siglip", "uta")
@@ -740,50 +741,6 @@ def _check_pretrained(oc: argparse.Namespace, context: int) -> None:
 
 
 # =========================================================================== run-time pieces
-def atomic_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-    """``torch.save`` to ``f`` through ``f.tmp-PID`` + fsync + ``os.replace``: a crash leaves either the
-    old file or the new one, never a truncated ``*.pt`` (the temp name does not match ``*.pt``)."""
-    if not isinstance(f, str | os.PathLike):
-        torch.save(obj, f, *args, **kwargs)
-        return
-    path = os.fspath(f)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh, *args, **kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_json(obj: Any, path: str | os.PathLike) -> None:
-    """Write JSON atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    return repr(obj)
-
-
 class _Overlay(types.ModuleType):
     """A module seen through some replaced attributes (what one open_clip_train module sees)."""
 
@@ -1101,7 +1058,7 @@ class Run:
             for rec in self.records:
                 if rec["epoch"] == epoch:
                     rec.update({f"val/{k}": v for k, v in metrics.items() if k != "epoch"})
-            write_json(self.records, self.log_dir / "metrics.json")
+            write_json(self.log_dir / "metrics.json", self.records)
         return metrics
 
     # ---- records
@@ -1126,7 +1083,7 @@ class Run:
             "world_size": self.args.world_size,
         }
         cfg["launches"] = [*old.get("launches", []), launch]
-        write_json(cfg, path)
+        write_json(path, cfg)
 
     def _load_records(self, start_epoch: int) -> None:
         self.records = []
@@ -1202,7 +1159,7 @@ class Run:
         }
         self.records = [r for r in self.records if r.get("epoch") != rec["epoch"]] + [rec]
         if self.log_dir is not None:
-            write_json(self.records, self.log_dir / "metrics.json")
+            write_json(self.log_dir / "metrics.json", self.records)
         loss_txt = f"{rec['loss']:.4f}" if rec["loss"] is not None else "n/a"
         sps = rec["samples_per_second"] or 0.0
         logging.info(

@@ -94,6 +94,7 @@ from torch import nn
 
 from clipf import export as E
 from clipf import models, train
+from clipf.files import write_json
 from clipf.train import UsageError
 
 DEFAULT_RATIO = 0.5
@@ -1012,7 +1013,7 @@ class UTARun(train.Run):
             for rec in self.records:
                 if rec["epoch"] == epoch:
                     rec.update({f"val/{k}": v for k, v in vals.items()})
-            train.write_json(self.records, self.log_dir / "metrics.json")
+            write_json(self.log_dir / "metrics.json", self.records)
         return metrics
 
     def _write_config(self, epoch: int) -> None:
@@ -1020,7 +1021,7 @@ class UTARun(train.Run):
         path = self.log_dir / "clipf.json"
         cfg = json.loads(path.read_text())
         cfg.update(objective="uta", image_mask=self.uta.ratio, uta=self.uta.to_json())
-        train.write_json(cfg, path)
+        write_json(path, cfg)
 
     def _epoch_record(self, model: Any, epoch: int, optimizer: Any, seconds: float) -> None:
         sums = self.uta_loss.sums
@@ -1042,7 +1043,7 @@ class UTARun(train.Run):
             global_loss=glob / steps if steps else None,
         )
         if self.log_dir is not None:
-            train.write_json(self.records, self.log_dir / "metrics.json")
+            write_json(self.log_dir / "metrics.json", self.records)
 
     def finish(self) -> int:
         wanted, self.plan.export = self.plan.export, False

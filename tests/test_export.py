@@ -14,7 +14,7 @@ import torch
 from open_clip.model import resize_text_pos_embed
 
 from clipf import export as E
-from clipf import models
+from clipf import files, models
 
 torch.set_num_threads(1)
 models.register()
@@ -172,15 +172,15 @@ def test_export_of_a_local_dir_model_holds_the_checkpoint(k6, tmp_path):
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
     out = tmp_path / "export"
-    with E.atomic_dir(out) as tmp:
+    with files.atomic_dir(out) as tmp:
         (tmp / "a.txt").write_text("first")
         assert not out.exists()  # nothing visible while it is written
     assert (out / "a.txt").read_text() == "first"
-    with pytest.raises(RuntimeError), E.atomic_dir(out) as tmp:
+    with pytest.raises(RuntimeError), files.atomic_dir(out) as tmp:
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("export check failed")
     assert (out / "a.txt").read_text() == "first"  # the old folder stays whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temporary left behind
-    with E.atomic_dir(out) as tmp:
+    with files.atomic_dir(out) as tmp:
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]

@@ -14,6 +14,7 @@ import pytest
 
 from clipf import freq as F
 from clipf import masking as M
+from clipf import text as T
 
 CAPTIONS = [
     "A dog runs on the beach.",
@@ -26,7 +27,7 @@ CAPTIONS = [
 
 
 def expected_counts(captions=CAPTIONS) -> Counter:
-    return Counter(w for c in captions for w in M.split_words(c))
+    return Counter(w for c in captions for w in T.split_words(c))
 
 
 def write_txt(path, captions=CAPTIONS):

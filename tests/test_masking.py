@@ -16,6 +16,7 @@ from open_clip.tokenizer import SimpleTokenizer, _clean_lower
 
 from clipf import masking as M
 from clipf import pos
+from clipf import text as T
 from clipf.freq import FreqTable
 
 torch.set_num_threads(1)
@@ -64,7 +65,7 @@ def test_layout(name, k):
         assert 1 <= end <= k - 1 and all(t == 0 for t in row[end + 1 :])
         assert all(t < M.SOT for t in row[1:end])
     for i, c in enumerate(LONG):  # overflowing captions use the budget (reference fill may leave a gap)
-        assert len(text_ids(out[i])) >= min(k - 2, len(M.split_words(c))) or name == "frequency"
+        assert len(text_ids(out[i])) >= min(k - 2, len(T.split_words(c))) or name == "frequency"
 
 
 @pytest.mark.parametrize("name", sorted(M.MASKERS))
@@ -88,16 +89,16 @@ def test_clean_fast_path_matches_open_clip():
     pieces += ["\r\n", "\u2028", "é", "Ã©", "ﬁ", "Ｌ", "“", "\xa0", "İ", "²", "٣", "ß", "ǅ", "🐶"]
     for _ in range(3000):
         text = "".join(rng.choice(pieces, int(rng.integers(0, 40))))
-        assert M.clean(text) == _clean_lower(text), repr(text)
-        assert M.split_words(text) == TOK.pat.findall(_clean_lower(text)), repr(text)
-        assert [t for w in M.encode_words(text)[1] for t in w] == TOK.encode(text), repr(text)
+        assert T.clean(text) == _clean_lower(text), repr(text)
+        assert T.split_words(text) == TOK.pat.findall(_clean_lower(text)), repr(text)
+        assert [t for w in T.encode_words(text)[1] for t in w] == TOK.encode(text), repr(text)
 
 
 def test_encoder_matches_open_clip():
     for c in LONG + SHORT + ODD + ["it's 3:45pm!!! l'été—déjà vu", "<end_of_text> inside"]:
-        words, ids = M.encode_words(c)
+        words, ids = T.encode_words(c)
         assert [t for w in ids for t in w] == TOK.encode(c)
-        assert words == M.split_words(c)
+        assert words == T.split_words(c)
 
 
 @pytest.mark.parametrize("name", sorted(M.MASKERS))
@@ -203,7 +204,7 @@ def test_frequency_keep_rates_follow_p():
     ps = np.linspace(0.0, 0.99, 12)
     table = p_table(dict(zip(WORDS12, ps, strict=True)))
     cap, k, draws = " ".join(WORDS12), 8, 2000
-    assert all(len(M.word_ids(w)) == 1 for w in WORDS12)
+    assert all(len(T.word_ids(w)) == 1 for w in WORDS12)
     out = M.frequency([cap] * draws, k, np.random.default_rng(0), table=table)
     kept = np.zeros(12)
     for row in out:
@@ -244,7 +245,7 @@ def test_frequency_missing_words():
 
 def reference_frequency(caption: str, k: int, rng: np.random.Generator, p: dict[str, float]) -> list[int]:
     """The authors' selection, re-implemented plainly from its description (re-encode + truncate)."""
-    text = M.clean(caption)
+    text = T.clean(caption)
     words = TOK.pat.findall(text)
     if len(TOK.encode(text)) <= k - 2:
         return TOK.encode(text)
@@ -298,11 +299,11 @@ def test_syntax_prefers_nouns():
     assert M.decode(M.syntax([cap], 5, None)[0]) == "dog cat park"
     assert M.decode(M.syntax([cap], 8, None)[0]) == "big dog small cat green park"  # then adjectives
     for cap in LONG + ["the old man is reading a newspaper on the wooden bench"]:
-        words = M.split_words(cap)
-        prio = [pos.priority(t) for t in pos.tag(M._PAT.findall(M.clean_cased(cap)))]
+        words = T.split_words(cap)
+        prio = [pos.priority(t) for t in pos.tag(T.split_cased(cap))]
         for k in (4, 6, 8):
             kept = text_ids(M.syntax([cap], k, None, fill="tokens")[0])
-            keep = [i for i, w in enumerate(words) if is_subsequence(list(M.word_ids(w)), kept)]
+            keep = [i for i, w in enumerate(words) if is_subsequence(list(T.word_ids(w)), kept)]
             # what syntax kept never ranks below what it dropped (ties: earlier words first)
             dropped = [prio[i] for i in range(len(words)) if i not in keep]
             assert max(prio[i] for i in keep) <= min(dropped, default=9), (cap, k)

@@ -22,7 +22,7 @@ import webdataset as wds
 from PIL import Image
 
 from clipf import export as E
-from clipf import models, train
+from clipf import files, models, train
 from clipf.freq import FreqTable
 
 torch.set_num_threads(1)
@@ -370,7 +370,7 @@ def test_kill_and_resume(world, tmp_path):
 
 def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "epoch_1.pt"
-    train.atomic_save({"a": torch.ones(3)}, str(target))
+    files.atomic_save({"a": torch.ones(3)}, str(target))
     real_save = torch.save
 
     def dying_save(obj, f, *a, **k):
@@ -379,7 +379,7 @@ def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        train.atomic_save({"a": torch.zeros(3)}, str(target))
+        files.atomic_save({"a": torch.zeros(3)}, str(target))
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.equal(torch.load(target)["a"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pt"]

@@ -97,7 +97,7 @@ def test_img2dataset_layout(world):
 
 
 def test_metadata_carries_ground_truth_and_gold_words(world):
-    from clipf.masking import split_words
+    from clipf.text import split_words
     from clipf.world.stats import read_pairs
 
     for caption, meta in read_pairs(world / "val"):
@@ -285,7 +285,7 @@ def test_caption_statistics_are_web_like(stats):
 
 
 def test_captions_align_with_the_maskers_words_under_any_knobs():
-    from clipf.masking import split_words
+    from clipf.text import split_words
 
     cfg = K.load_config(
         {

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from clipf.files import write_json, write_text
 from clipf.world import evalsets as E
 from clipf.world import shards as W
 from clipf.world.captions import clean_captions, web_caption
@@ -131,7 +132,7 @@ def _pair_shard(job: Mapping) -> tuple[str, int]:
         "failed_to_resize": 0,
         "status_dict": {"success": n},
     }
-    W.write_json(folder / job["name"].replace(".tar", "_stats.json"), stats)
+    write_json(folder / job["name"].replace(".tar", "_stats.json"), stats)
     return job["name"], n
 
 
@@ -232,7 +233,7 @@ def _eval_jobs(stage: Path, name: str, n: int, common: Mapping) -> list[dict]:
 def _finish_split(stage: Path, split: str, names: dict[str, int], common: Mapping) -> dict:
     folder = stage / split
     sizes = {n: names[n] for n in sorted(names)}
-    W.write_json(folder / "sizes.json", sizes)
+    write_json(folder / "sizes.json", sizes)
     info = {
         "format": FORMAT,
         "split": split,
@@ -246,7 +247,7 @@ def _finish_split(stage: Path, split: str, names: dict[str, int], common: Mappin
         "config": common["cfg"],
         "fingerprint": fingerprint(common["cfg"]),
     }
-    W.write_json(folder / "_info.json", info)
+    write_json(folder / "_info.json", info)
     return {"count": info["count"], "shards": info["shards"], "pattern": info["pattern"]}
 
 
@@ -254,16 +255,16 @@ def _finish_eval(stage: Path, name: str, names: dict[str, int], common: Mapping)
     cfg = common["cfg"]
     folder = stage / "eval" / name
     attribute, stream, templates = E.EVAL_SETS[name]
-    W.write_text(folder / "test" / "nshards.txt", f"{len(names)}\n")
+    write_text(folder / "test" / "nshards.txt", f"{len(names)}\n")
     classes = E.classes(name, cfg["scene"])
     n = sum(names.values())
     info: dict[str, Any] = {"name": name, "n": n, "seed": common["seed"], "stream": stream}
     if attribute is None:
-        W.write_text(folder / "dataset_type.txt", "retrieval\n")
+        write_text(folder / "dataset_type.txt", "retrieval\n")
         info.update(task="zeroshot_retrieval", captions_per_image=cfg["eval_captions"])
     else:
-        W.write_text(folder / "classnames.txt", "\n".join(classes) + "\n")
-        W.write_text(folder / "zeroshot_classification_templates.txt", "\n".join(templates) + "\n")
+        write_text(folder / "classnames.txt", "\n".join(classes) + "\n")
+        write_text(folder / "zeroshot_classification_templates.txt", "\n".join(templates) + "\n")
         labels = balanced_labels(n, len(classes), common["seed"], stream)
         counts = np.bincount(labels, minlength=len(classes)).tolist() if n else [0] * len(classes)
         info.update(
@@ -279,7 +280,7 @@ def _finish_eval(stage: Path, name: str, names: dict[str, int], common: Mapping)
         image_format=cfg["image_format"],
         fingerprint=fingerprint(cfg),
     )
-    W.write_json(folder / "info.json", info)
+    write_json(folder / "info.json", info)
     return {k: info[k] for k in ("task", "n", "nshards")}
 
 
@@ -379,9 +380,9 @@ def _build(stage, n_train, n_val, n_eval, image_size, seed, cfg, workers, progre
         manifest["eval"] = {
             name: _finish_eval(stage, name, done[f"eval/{name}"], common) for name in E.EVAL_SETS
         }
-        W.write_text(stage / "eval" / "benchmark.txt", "".join(f"wds/{n}\n" for n in E.EVAL_SETS))
+        write_text(stage / "eval" / "benchmark.txt", "".join(f"wds/{n}\n" for n in E.EVAL_SETS))
     manifest.update(config=cfg, fingerprint=fingerprint(cfg))
-    W.write_json(stage / MANIFEST, manifest)
+    write_json(stage / MANIFEST, manifest)
     return manifest
 
 

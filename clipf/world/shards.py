@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import tarfile
@@ -87,22 +86,6 @@ def write_tar(path: str | Path, members: Iterable[tuple[str, bytes]]) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return len(data)
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write a small text file atomically (temp name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def shard_name(index: int, n_shards: int) -> str:

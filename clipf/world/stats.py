@@ -200,7 +200,7 @@ def stats(
         "top_words": [[w, c] for w, c in counts.most_common(25)],
     }
     if write and is_world(path):
-        from clipf.world.shards import write_json
+        from clipf.files import write_json
 
         write_json(path / "stats.json", out)
     return out

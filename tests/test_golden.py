@@ -1,0 +1,30 @@
+"""Refactoring must not change results: the golden runs (tests/_golden.py) end with the recorded weights.
+
+The digests were written by the commit named in tests/data/golden_weights.json; same torch, one thread,
+fp32 on CPU. The frequency cell uses the clamped rule (the rule of that commit).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _golden import run_all
+
+GOLDEN = Path(__file__).parent / "data" / "golden_weights.json"
+
+
+@pytest.mark.slow
+def test_golden_runs_are_bit_identical(tmp_path):
+    golden = json.loads(GOLDEN.read_text())
+    import torch
+
+    if torch.__version__ != golden["torch"]:
+        pytest.skip(f"golden digests were written with torch {golden['torch']}, this is {torch.__version__}")
+    got = run_all(tmp_path, ["--freq-rule", "clamped"])
+    for name, want in golden["runs"].items():
+        changed = sorted(k for k in want if got[name].get(k) != want[k])
+        assert not changed, (
+            f"{name}: {len(changed)} tensors differ from {golden['commit'][:8]}: {changed[:5]}"
+        )
