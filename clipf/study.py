@@ -27,12 +27,14 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from clipf import profiles
-from clipf.files import write_json
+from clipf.files import FULL_CONTEXT, write_json
 from clipf.submit import NotebookError, launch_argv, notebook_parameters, options_argv
 
 NOTEBOOKS = ("01_frequency", "02_pretrain", "03_finetune", "04_benchmark", "05_report")
@@ -349,6 +351,117 @@ def run_compute(cells: Mapping, runs: str | Path = "runs"):
                 )
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the UTA stages (06_uta, uta_eval)
+
+
+def uta_teacher(cfg: Mapping, runs: str | Path = "runs", seed: int = 0) -> Path:
+    """The study's unmasked CLIP baseline run (``clip`` baseline cell: 32 text tokens, no image mask)."""
+    k = int(cfg.get("grid", {}).get("full_text_tokens", FULL_CONTEXT))
+    return Path(runs) / profiles.cell_name("truncate", k, 0.0, seed)
+
+
+def uta_argv(
+    cfg: Mapping,
+    cell: str,
+    teacher: str | os.PathLike,
+    ratio: float = profiles.UTA_KEYS["mask_ratio"],
+    masker: str = profiles.UTA_KEYS["masker"],
+    seed: int = 0,
+    runs: str | Path = "runs",
+    options: Mapping | None = None,
+) -> list[str]:
+    """``clipf.train`` arguments of a UTA pre-training on the study's data with its ``pretrain:`` options
+    (``options`` override them), into ``runs/<cell>/pretrain``."""
+    opts = {**cfg["pretrain"], **(options or {})}
+    argv = [
+        "--objective",
+        "uta",
+        "--teacher",
+        str(teacher),
+        "--uta-mask-ratio",
+        str(ratio),
+        "--uta-masker",
+        masker,
+    ]
+    argv += data_argv(cfg, opts) + ["--seed", str(seed)]
+    argv += ["--logs-dir", str(runs), "--name", f"{cell}/pretrain"]
+    return argv + options_argv(opts)
+
+
+@dataclass
+class UTAStudyRun:
+    """What the ``uta`` stage (06_uta) runs for one seed."""
+
+    cell: str
+    run: Path
+    seed: int
+    teacher: str  # the teacher's export folder
+    baseline: Path  # the CLIP baseline's pre-training phase (compute is matched to it)
+    settings: dict[str, Any]  # the plan's uta: settings with the overrides (mask_ratio, masker, model, ...)
+    compute: dict[str, Any]  # match_compute's record
+    argv: list[str]  # clipf.train arguments
+
+
+def uta_run(
+    cfg: Mapping,
+    seed: int = 0,
+    *,
+    cell: str | None = None,
+    teacher: str | os.PathLike | None = None,
+    baseline: str | os.PathLike | None = None,
+    runs: str | Path = "runs",
+    **overrides: Any,
+) -> UTAStudyRun:
+    """The UTA student of ``seed`` in a study plan ``cfg`` (:func:`config`): the plan's ``uta``
+    settings (``mask_ratio``, ``masker``, ``model``, ``epochs``, ``options``; any of them in ``overrides``,
+    None = the plan's), its teacher (default: the plan's teacher cell of that seed, else the seed's CLIP
+    baseline; its ``pretrain/export``) and the CLIP baseline the compute is matched to (``RUN/pretrain``)."""
+    from clipf.uta import match_compute
+
+    u = {**profiles.UTA_KEYS, **(cfg.get("uta") or {})}
+    u.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = sorted(set(overrides) - set(profiles.UTA_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown UTA setting(s) {', '.join(unknown)} (known: {', '.join(profiles.UTA_KEYS)})"
+        )
+    name = profiles.uta_cell_name(seed)
+    item = (cfg.get("uta_cells") or {}).get(name) or {}
+    clip_run = Path(runs) / item["baseline"] if item.get("baseline") else uta_teacher(cfg, runs, seed)
+    teacher_run = Path(runs) / item["teacher"] if item.get("teacher") else clip_run
+    teacher = str(teacher or teacher_run / "pretrain" / "export")
+    baseline = Path(baseline or clip_run / "pretrain")
+    model = u.get("model") or cfg["pretrain"]["model"]
+    options = dict(u.get("options") or {})
+    epochs = options.pop("epochs", u.get("epochs", "matched"))
+    src = data_source(cfg)
+    per_epoch = options.get("train_num_samples") or cfg["pretrain"].get("train_num_samples")
+    compute = match_compute(
+        baseline,
+        teacher,
+        model,
+        int(per_epoch or src["train_num_samples"]),
+        u["mask_ratio"],
+        u["masker"],
+        options.get("uta_head", "linear"),
+        epochs,
+    )
+    cell = cell or name
+    opts = {**options, "model": model, "epochs": compute["epochs"]}
+    argv = uta_argv(cfg, cell, teacher, u["mask_ratio"], u["masker"], seed, runs, opts)
+    settings = {k: v for k, v in u.items() if k not in ("seeds", "teacher")} | {"model": model}
+    return UTAStudyRun(cell, Path(runs) / cell, int(seed), teacher, baseline, settings, compute, argv)
+
+
+def uta_eval(cfg: Mapping, cell: str, phase: str, runs: str | Path = "runs") -> None:
+    """The ``uta_eval`` / ``uta_finetune_eval`` stages: CLIP_benchmark (``clipf eval``) on ``RUN/<phase>/export``
+    into ``RUN/eval/<phase>`` (every evaluation set of the plan)."""
+    run = run_dir(cell, runs)
+    fresh(run / "eval" / phase)
+    datasets = cfg["eval"].get("datasets") or []
+    evaluate(run, phase, data_source(cfg)["dataset_root"], datasets, cfg["eval"])
 
 
 # ---------------------------------------------------------------- the data and frequency stages

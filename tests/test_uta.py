@@ -23,7 +23,8 @@ import webdataset as wds
 from PIL import Image
 
 from clipf import export as E
-from clipf import models, train, uta
+from clipf import models, study, train, uta
+from clipf.report import uta as uta_report
 
 torch.set_num_threads(1)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -262,7 +263,7 @@ def test_run_outputs(uta_run, world):
     assert {k.split(".")[0] for k in sd} == {"student", "head"}  # the teacher is never saved
     log = (uta_run / "out.log").read_text()
     assert "Token_loss" in log and "Global_loss" in log and "UTA val epoch 2" in log
-    curves = uta.loss_curves(uta_run)
+    curves = uta_report.loss_curves(uta_run)
     assert set(curves["split"]) == {"train (step)", "train (epoch mean)", "val"}
     assert set(curves["term"]) == {"loss", "token_loss", "global_loss"}
 
@@ -441,7 +442,7 @@ def test_teacher_specs(world, tmp_path):
     assert uta.resolve_teacher(str(run)).name == f"local-dir:{run / 'pretrain' / 'export'}"  # exports first
     t = uta.resolve_teacher("clipf-vit-micro", str(ckpt))
     assert t.load() is not None and t.pretrained == str(ckpt)
-    assert uta.default_teacher({"grid": {"full_text_tokens": 32}}) == Path("runs/truncate-k32-m0-s0")
+    assert study.uta_teacher({"grid": {"full_text_tokens": 32}}) == Path("runs/truncate-k32-m0-s0")
 
 
 # =========================================================================== bad input
@@ -656,7 +657,7 @@ def test_study_run_argv(world, tmp_path):
         world["root"] / "teacher.pt", "clipf-vit-micro", runs / "truncate-k32-m0-s0" / "pretrain" / "export"
     )
     cfg = study_cfg(world)
-    setup = uta.study_run(cfg, 0, runs=runs)
+    setup = study.uta_run(cfg, 0, runs=runs)
     assert setup.cell == "uta-s0" and setup.run == runs / "uta-s0"
     assert setup.teacher == str(runs / "truncate-k32-m0-s0" / "pretrain" / "export")
     assert setup.baseline == runs / "truncate-k32-m0-s0" / "pretrain"
@@ -671,11 +672,11 @@ def test_study_run_argv(world, tmp_path):
         "--name uta-s0/pretrain" in joined and "--train-num-samples 64" in joined and "--val-data" in joined
     )
     assert f"--logs-dir {runs}" in joined and "--seed 0" in joined
-    other = uta.study_run(cfg, 0, runs=runs, cell="x", epochs=1, masker="random", options={"lr": 0.5})
+    other = study.uta_run(cfg, 0, runs=runs, cell="x", epochs=1, masker="random", options={"lr": 0.5})
     joined = " ".join(other.argv)
     assert "--epochs 1" in joined and "--uta-masker random" in joined and "--lr 0.5" in joined
     with pytest.raises(ValueError, match="unknown UTA setting"):
-        uta.study_run(cfg, 0, runs=runs, ratio=0.5)
+        study.uta_run(cfg, 0, runs=runs, ratio=0.5)
     assert uta.cli(["maps", "--grid", "4", "--samples", "50", "--figure", str(tmp_path / "f" / "maps")]) == 0
     assert (tmp_path / "f" / "maps.png").stat().st_size > 0
 
@@ -721,8 +722,8 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
                     )
     rows.append({**rows[0], "checkpoint": "pretrain-epoch_1"})  # per-epoch rows are not in the table
     tidy = pd.DataFrame(rows)
-    table = uta.report_table(tidy, cells, runs)
-    assert list(table.columns) == uta.REPORT_COLUMNS
+    table = uta_report.report_table(tidy, cells, runs)
+    assert list(table.columns) == uta_report.REPORT_COLUMNS
     assert list(dict.fromkeys(table.system)) == ["teacher", "clip", "uta"]
     assert set(table.phase) == {"pretrain", "finetune"} and set(table.n) == {2}
 
@@ -739,9 +740,10 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
     r = pick("uta", "pretrain", "wds/a")
     assert r["mean"] == pytest.approx(21.0) and r["std"] == pytest.approx(np.std([20, 22], ddof=1))
     assert r.runs == "uta-s0;uta-s1" and r.label == "UTA student"
-    assert pick("teacher", "finetune", uta.CLASSIFICATION_MEAN)["mean"] == pytest.approx(41.0)
-    assert pick("clip", "finetune", uta.CLASSIFICATION_MEAN)["mean"] == pytest.approx(41.0)  # the same runs
-    assert pick("uta", "pretrain", uta.RETRIEVAL_MEAN, "recall@1")["mean"] == pytest.approx((10.5 + 5.25) / 2)
+    cls_mean, ret_mean = uta_report.CLASSIFICATION_MEAN, uta_report.RETRIEVAL_MEAN
+    assert pick("teacher", "finetune", cls_mean)["mean"] == pytest.approx(41.0)
+    assert pick("clip", "finetune", cls_mean)["mean"] == pytest.approx(41.0)  # the same runs
+    assert pick("uta", "pretrain", ret_mean, "recall@1")["mean"] == pytest.approx((10.5 + 5.25) / 2)
     assert (
         pick("uta", "pretrain", "wds/a").epochs == 2
         and pick("clip", "pretrain", "wds/a").compute_vs_clip == 1
@@ -750,8 +752,9 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
     assert 0 < uta_flops and pick("uta", "pretrain", "wds/a").compute_vs_clip == pytest.approx(
         uta_flops / pick("clip", "pretrain", "wds/a").train_gflops
     )
-    summary = uta.report_summary(table)
-    assert list(summary.system) == [uta.SAME_LABEL] * 2 + ["UTA student"] * 2  # teacher = CLIP baseline
+    summary = uta_report.report_summary(table)
+    same = uta_report.SAME_LABEL  # the teacher is the CLIP baseline
+    assert list(summary.system) == [same] * 2 + ["UTA student"] * 2
     assert list(summary.phase) == ["pretrain", "finetune"] * 2
     assert {"a", "b", "classification (mean)", "retrieval recall@1", "compute vs CLIP"} <= set(
         summary.columns
@@ -759,12 +762,12 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
     assert summary.iloc[2]["a"] == "21.0 ± 1.4" and summary.iloc[0]["compute vs CLIP"] == "1.00x"
     other = table.copy()
     other.loc[other.system == "teacher", "runs"] = "frequency-k8-m75-t1e-2-s0;frequency-k8-m75-t1e-2-s1"
-    assert list(dict.fromkeys(uta.report_summary(other).system)) == list(uta.SYSTEMS.values())
+    assert list(dict.fromkeys(uta_report.report_summary(other).system)) == list(uta_report.SYSTEMS.values())
 
     tidy_csv = tmp_path / "results.csv"
     tidy.to_csv(tidy_csv, index=False)
     cfg = {"uta": {"mask_ratio": 0.5, "map_grid": 6, "map_samples": 100}, "uta_cells": cells}
-    paths = uta.write_report(
+    paths = uta_report.write_report(
         cfg, tidy_csv, tmp_path / "results" / "uta.csv", tmp_path / "figures" / "uta", runs
     )
     back = pd.read_csv(paths["table"])
@@ -778,7 +781,7 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
     for stem in ("mask_probability", "loss_curves"):
         for ext in (".png", ".svg"):
             assert (tmp_path / "figures" / "uta" / f"{stem}{ext}").stat().st_size > 0
-    empty = uta.write_report(
+    empty = uta_report.write_report(
         {"uta": {}, "uta_cells": {}}, tidy_csv, tmp_path / "e" / "uta.csv", tmp_path / "e" / "fig", runs
     )
     assert pd.read_csv(empty["table"]).empty and (tmp_path / "e" / "fig" / "loss_curves.png").is_file()

@@ -674,7 +674,8 @@ def masking_examples(captions: Sequence[str], mask: Callable, maskers: Sequence[
 # ---------------------------------------------------------------- figures
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (unless one is already chosen)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -708,7 +709,7 @@ def _baseline_lines(ax, table: pd.DataFrame, checkpoint: str) -> None:
 def tokens_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None):
     """Accuracy vs text tokens per masker (mean ± std over seeds), pre-train and fine-tune side by
     side; CLIP/FLIP as horizontal lines; the paper's curves underneath when ``paper`` is given."""
-    plt = _plt()
+    plt = pyplot()
     nrows = 1 if paper is None else 2
     fig, axes = plt.subplots(nrows, 2, figsize=(10, 3.6 * nrows), squeeze=False, sharex=True)
     masked = table[table["masking"] != "none"]
@@ -770,7 +771,7 @@ def _figure_legend(fig, axes) -> None:
 def epochs_figure(curves: pd.DataFrame, ylabel: str = "zero-shot top-1 (%)"):
     """Accuracy vs training epoch, one panel per text-token budget, a line per series of
     :func:`epoch_curves` (mean over seeds, band = ± std): does the best masker change over training?"""
-    plt = _plt()
+    plt = pyplot()
     ks = sorted(curves["text_tokens"].unique()) if not curves.empty else [0]
     fig, axes = plt.subplots(1, len(ks), figsize=(3.6 * len(ks), 3.4), squeeze=False, sharey=True)
     colors = _masker_colors(MASKER_ORDER)
@@ -797,7 +798,7 @@ def compute_figure(
 ):
     """Accuracy against throughput and against tokens processed, a point per cell (colour = masker,
     label = text tokens / image-mask %)."""
-    plt = _plt()
+    plt = pyplot()
     xs = [x for x in xs if x in compute.columns]
     fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 3.8), squeeze=False, sharey=True)
     colors = _masker_colors(MASKER_ORDER)
@@ -818,7 +819,7 @@ def keep_rate_figure(
     rates: pd.DataFrame, classes: Sequence[str] = ("noun", "adjective", "verb", "function", "grounded")
 ):
     """Keep rate against K, one panel per POS class (and grounded words when known), a line per masker."""
-    plt = _plt()
+    plt = pyplot()
     classes = [c for c in classes if c in rates.columns]
     fig, axes = plt.subplots(1, len(classes), figsize=(3.3 * len(classes), 3.2), squeeze=False, sharey=True)
     colors = _masker_colors(MASKER_ORDER)
@@ -843,7 +844,7 @@ def keep_accuracy_figure(
     """What a masker keeps next to what the model learns: for each POS class (and the grounded words),
     its keep rate (x) against zero-shot accuracy (y, mean ± std over seeds), a point per masker and K,
     a line per masker across K; CLIP / FLIP as horizontal lines."""
-    plt = _plt()
+    plt = pyplot()
     classes = [c for c in classes if c in rates.columns]
     merged = table[table["masking"] != "none"].merge(rates, on=["masker", "text_tokens"], how="inner")
     fig, axes = plt.subplots(1, len(classes), figsize=(3.4 * len(classes), 3.4), squeeze=False, sharey=True)
@@ -880,7 +881,7 @@ def keep_accuracy_figure(
 def kept_share_figure(share: pd.DataFrame):
     """Composition of the kept words (share of nouns, adjectives, verbs, function words...), a stacked
     bar per masker, a panel per K: the paper's word-distribution figure."""
-    plt = _plt()
+    plt = pyplot()
     ks = sorted(share["text_tokens"].unique())
     classes = [c for c in POS_CLASSES if c in share.columns]
     colors = dict(zip(POS_CLASSES, ("#1f77b4", "#ff7f0e", "#2ca02c", "#bbbbbb", "#eeeeee"), strict=True))
@@ -904,7 +905,7 @@ def kept_share_figure(share: pd.DataFrame):
 def frequency_figure(bins: pd.DataFrame, k: int):
     """Kept-word frequency distribution at budget K per masker, against all words (the paper's
     word-distribution figure)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     colors = _masker_colors(MASKER_ORDER)
     every = bins[bins["masker"] == "all words"]
@@ -930,7 +931,7 @@ def frequency_figure(bins: pd.DataFrame, k: int):
 
 def zipf_figure(ranks: pd.DataFrame, label: int = 12):
     """Rank-frequency on log-log axes, the top words labelled, with the fitted Zipf slope."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.loglog(ranks["rank"], ranks["freq"], marker=".", linestyle="none", ms=3)
     for row in ranks.head(label).itertuples(index=False):
@@ -945,7 +946,7 @@ def zipf_figure(ranks: pd.DataFrame, label: int = 12):
 
 def p_mask_figure(curves: pd.DataFrame, words: pd.DataFrame | None = None):
     """P_mask against word frequency, one line per threshold t; ``words`` (word, freq) marked on top."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for t, g in curves.groupby("threshold"):
         ax.semilogx(g["freq"], g["p_mask"], label=f"t = {t:g}")
@@ -964,7 +965,7 @@ def p_mask_figure(curves: pd.DataFrame, words: pd.DataFrame | None = None):
 
 def training_figure(metrics: pd.DataFrame, x: str = "epoch"):
     """Training curves of one run: every numeric per-epoch column of metrics.json, a panel each."""
-    plt = _plt()
+    plt = pyplot()
     cols = [c for c in metrics.columns if c != x and metrics[c].dtype.kind in "fi"]
     n = max(1, len(cols))
     ncols = min(3, n)
@@ -1006,7 +1007,7 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     fig.savefig(paths[0], dpi=150, metadata={"Software": None})
-    plt = _plt()
+    plt = pyplot()
     with plt.rc_context({"svg.hashsalt": "clipf"}):
         fig.savefig(paths[1], metadata={"Date": None, "Creator": None})
     plt.close(fig)
