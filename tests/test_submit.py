@@ -54,8 +54,8 @@ def test_sbatch_script_runs_papermill_with_the_parameters(notebook: Path, tmp_pa
     assert f"cd {tmp_path.resolve()}" in lines
     assert any(line.startswith("export MASTER_ADDR=") and "SLURM_JOB_NODELIST" in line for line in lines)
     assert 'export MASTER_PORT="${MASTER_PORT:-29500}"' in lines
-    (pm,) = [line for line in lines if line.startswith("papermill ")]
-    argv = shlex.split(pm)
+    (pm,) = [line for line in lines if line.startswith("setsid papermill ")]
+    argv = shlex.split(pm.removeprefix("setsid ").removesuffix(" &"))
     assert argv[1] == str(notebook)
     assert argv[2] == "runs/slurm/02_pretrain-${SLURM_JOB_ID}.ipynb"
     pairs = [(argv[i + 1], argv[i + 2]) for i, a in enumerate(argv) if a == "-p"]
@@ -65,8 +65,8 @@ def test_sbatch_script_runs_papermill_with_the_parameters(notebook: Path, tmp_pa
 
 def test_parameter_values_are_quoted(notebook: Path, tmp_path: Path):
     script = submit.sbatch_script(notebook, [("options", "{'epochs': 2, 'lr': 1e-4}")], workdir=tmp_path)
-    (pm,) = [line for line in script.splitlines() if line.startswith("papermill ")]
-    argv = shlex.split(pm)
+    (pm,) = [line for line in script.splitlines() if line.startswith("setsid papermill ")]
+    argv = shlex.split(pm.removeprefix("setsid ").removesuffix(" &"))
     assert argv[argv.index("options") + 1] == "{'epochs': 2, 'lr': 1e-4}"
 
 
@@ -149,3 +149,46 @@ def test_options_argv():
         "--aug-cfg",
         "scale=(0.5,1.0)",
     ]
+
+
+def test_cpu_job_has_no_gres_and_requeues(tmp_path: Path):
+    """--gpus-per-node 0: no GRES line (a CPU partition rejects it), N processes, cores per task;
+    --requeue and --signal=B:USR1@grace by default; a training job resumes with --resume latest."""
+    shape = submit.Shape(gpus_per_node=0, nproc_per_node=2, cpus_per_task=2, grace=45)
+    script = submit.sbatch_script(train_args=["--epochs", "1"], shape=shape, workdir=tmp_path)
+    sbatch = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    assert not any(line.startswith(("#SBATCH --gpus", "#SBATCH --gres")) for line in sbatch)
+    assert {"#SBATCH --cpus-per-task=2", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@45"} <= set(sbatch)
+    assert "#SBATCH --open-mode=append" in sbatch
+    (cmd,) = [line for line in script.splitlines() if line.startswith("setsid ")]
+    argv = shlex.split(cmd.removeprefix("setsid ").removesuffix(" &"))
+    assert "--nproc_per_node=2" in argv and argv[-5:] == [
+        "clipf.train",
+        "--epochs",
+        "1",
+        "--resume",
+        "latest",
+    ]
+    assert 'scontrol requeue "$SLURM_JOB_ID"' in script and "trap 'forward USR1' USR1" in script
+    off = submit.sbatch_script(train_args=[], shape=submit.Shape(requeue=False), workdir=tmp_path)
+    assert "--requeue" not in off and "--signal" not in off and "scontrol requeue" not in off
+
+
+def test_submit_names_bad_shapes(notebook: Path, capsys):
+    assert submit.cli(["--gpus-per-node", "-1", "--dry-run", "--train"]) == 2
+    assert "--gpus-per-node: expected an integer >= 0" in capsys.readouterr().err
+    assert submit.cli(["--signal", "KILL", "--dry-run", "--train"]) == 2
+    assert "--signal: expected USR1" in capsys.readouterr().err
+    assert submit.cli(["--dry-run"]) == 2
+    assert "give a notebook or --train" in capsys.readouterr().err
+    assert submit.cli([str(notebook), "--dry-run", "--train", "--epochs", "1"]) == 2
+    assert submit.cli(["-p", "a", "b", "--dry-run", "--train"]) == 2
+    assert "-p is for notebooks" in capsys.readouterr().err
+
+
+def test_multi_node_training_job_uses_srun_and_the_allocation(tmp_path: Path):
+    shape = submit.Shape(nodes=2, gpus_per_node=4)
+    script = submit.sbatch_script(train_args=["--epochs", "1"], shape=shape, workdir=tmp_path)
+    (cmd,) = [line for line in script.splitlines() if line.startswith("setsid ")]
+    assert cmd.startswith("setsid srun --nodes=2") and '"--rdzv_id=${SLURM_JOB_ID}"' in cmd
+    assert '"--rdzv_endpoint=${MASTER_ADDR}:${MASTER_PORT}"' in cmd and "#SBATCH --gpus-per-node=4" in script
