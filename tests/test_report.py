@@ -226,8 +226,8 @@ def test_claims_verdicts_use_the_seed_noise(tidy):
     ].iloc[0]
     assert checks[checks.image_mask == 0.5].empty  # the 98-token CLIPF row has no CLIPA cell to beat
     assert ft8.verdict == "within noise" and ft8["diff"] == pytest.approx(1.0)
-    assert R._verdict(5.0, 1.0) == "better" and R._verdict(-5.0, 1.0) == "worse"
-    assert R._verdict(1.0, np.nan) == "better (one seed)" and R._verdict(np.nan, 1.0) == "not measured"
+    assert R.verdict(5.0, 1.0) == "better" and R.verdict(-5.0, 1.0) == "worse"
+    assert R.verdict(1.0, np.nan) == "better (one seed)" and R.verdict(np.nan, 1.0) == "not measured"
 
 
 def test_keep_accuracy_figure(tidy, tmp_path: Path):

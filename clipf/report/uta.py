@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from clipf import profiles
-from clipf.report import fmt_mean_std, markdown, pyplot, save_figure
+from clipf.files import write_text
+from clipf.report.figures import pyplot, save_figure
+from clipf.report.tables import fmt_mean_std, markdown
 
 DEFAULT_RATIO = profiles.UTA_KEYS["mask_ratio"]
 
@@ -282,18 +284,18 @@ def write_report(
     tidy = pd.read_csv(results) if results.is_file() else pd.DataFrame(columns=["run", "checkpoint"])
     table = report_table(tidy, cells, runs)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    write_text(out, table.to_csv(index=False))
     summary = report_summary(table)
     md = out.with_suffix(".md")
-    md.write_text(
+    write_text(
+        md,
         "UTA students vs their CLIP teacher and CLIP from scratch (zero-shot, %, mean ± std over seeds)\n\n"
         + (markdown(summary) if not summary.empty else "(no UTA students in this plan)")
-        + "\n"
+        + "\n",
     )
     curves = loss_frame(cells, runs)
     curves_csv = out.with_name(f"{out.stem}_loss_curves.csv")
-    curves.to_csv(curves_csv, index=False)
+    write_text(curves_csv, curves.to_csv(index=False))
     figures = Path(figures)
     if figures.exists():
         shutil.rmtree(figures)
