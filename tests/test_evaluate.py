@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from clipf import evaluate as ev
+from clipf.files import CONFIG_NAME, WEIGHTS_NAME
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
 
@@ -384,11 +385,11 @@ def test_unfinished_run_is_named(tmp_path, world):
 
 def test_truncated_safetensors_is_named(tmp_path, world):
     run = tiny_run(tmp_path / "runs")
-    weights = run / "pretrain" / "export" / ev.WEIGHTS_NAME
+    weights = run / "pretrain" / "export" / WEIGHTS_NAME
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     expect_error(r"open_clip_model\.safetensors: corrupt or truncated", run, "pretrain", None, world / "eval")
-    (run / "finetune" / "export" / ev.CONFIG_NAME).write_text("{not json")
+    (run / "finetune" / "export" / CONFIG_NAME).write_text("{not json")
     expect_error(r"open_clip_config\.json: not an open_clip config", run, "finetune", None, world / "eval")
     ckpt = run / "pretrain" / "checkpoints" / "epoch_2.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:1000])

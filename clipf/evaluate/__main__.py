@@ -1,0 +1,3 @@
+from clipf.evaluate.cli import cli
+
+raise SystemExit(cli())
