@@ -15,11 +15,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-UPSTREAM = ("clipf/train.py", "clipf/evaluate.py", "clipf/world/cli.py")
-
-
-def missing_upstream() -> list[str]:
-    return [p for p in UPSTREAM if not (REPO / p).exists()]
 
 
 def env_for(repo: Path) -> dict:

@@ -57,23 +57,59 @@ def test_missing_parameters_cell_is_named(tmp_path: Path):
 # ---------------------------------------------------------------- executed with smoke parameters
 
 
+def run_problems(nb: dict) -> list[str]:
+    """What is wrong with a notebook a DVC stage ran: not run by papermill, an exception papermill recorded,
+    a cell with an error output, no injected parameters (every stage passes some), no output at all."""
+    meta = nb.get("metadata", {}).get("papermill")
+    if meta is None:
+        return ["not executed by papermill (no papermill metadata)"]
+    problems = []
+    if meta.get("exception"):
+        problems.append(f"papermill recorded an exception: {meta['exception']}")
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    problems += [f"cell error: {o.get('ename')}: {o.get('evalue')}" for o in errors]
+    if not any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
+        problems.append("no parameters injected")
+    if not any(c.get("outputs") for c in code):
+        problems.append("ran without output")
+    return problems
+
+
+def test_run_problems_are_found():
+    """The check of executed notebooks fails on each way a stage's notebook can be wrong."""
+    src = nbformat.read(REPO / "notebooks" / "02_pretrain.ipynb", as_version=4)
+    good = json.loads(nbformat.writes(src))
+    good["metadata"]["papermill"] = {"exception": None}
+    good["cells"].insert(
+        1, {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": ""}
+    )
+    good["cells"][2]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ok"}]
+    assert run_problems(good) == []
+    committed = json.loads(nbformat.writes(src))  # what the old check let through: never executed
+    assert run_problems(committed) == ["not executed by papermill (no papermill metadata)"]
+    failed = json.loads(json.dumps(good))
+    failed["metadata"]["papermill"]["exception"] = True
+    failed["cells"][2]["outputs"].append({"output_type": "error", "ename": "ValueError", "evalue": "x"})
+    assert run_problems(failed) == ["papermill recorded an exception: True", "cell error: ValueError: x"]
+    bare = json.loads(json.dumps(good))
+    bare["cells"] = [c for c in bare["cells"] if "injected-parameters" not in c["metadata"].get("tags", [])]
+    for c in bare["cells"]:
+        c.pop("outputs", None)
+    assert run_problems(bare) == ["no parameters injected", "ran without output"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", study.NOTEBOOKS)
+@pytest.mark.parametrize("name", [*study.NOTEBOOKS, "06_uta"])
 def test_notebook_ran_in_the_smoke_study(name: str):
     from _smoke import smoke_study
 
     repo = smoke_study()
-    executed = sorted(repo.glob(f"**/{name}.ipynb"))
-    executed = [p for p in executed if "notebooks" != p.parent.name or p.parent.parent.name == "results"]
+    executed = [p for p in sorted(repo.glob(f"**/{name}.ipynb")) if p.parent != repo / "notebooks"]
     assert executed, f"{name} was not executed by the smoke DAG"
     for path in executed:
-        nb = json.loads(path.read_text())
-        assert nb["metadata"]["papermill"]["exception"] is None if "papermill" in nb["metadata"] else True
-        injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
-        assert injected or name == "05_report" or name == "01_frequency", f"{path}: no parameters injected"
-        assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), (
-            f"{path}: ran without output"
-        )
+        problems = run_problems(json.loads(path.read_text()))
+        assert not problems, f"{path.relative_to(repo)}: {'; '.join(problems)}"
 
 
 @pytest.mark.slow

@@ -12,14 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from _smoke import copy_repo, missing_upstream, run, smoke_study
+from _smoke import copy_repo, run, smoke_study
 
 from clipf import profiles
 
 REPO = Path(__file__).resolve().parents[1]
-needs_upstream = pytest.mark.skipif(
-    bool(missing_upstream()), reason=f"upstream not landed: {missing_upstream()}"
-)
 
 
 def stages_run(output: str) -> set[str]:
@@ -40,7 +37,6 @@ def test_dvc_yaml_reads_only_live_sections():
 
 
 @pytest.mark.slow
-@needs_upstream
 def test_smoke_dag_then_nothing_to_do():
     repo = smoke_study()
     tidy = pd.read_csv(repo / "results" / "results.csv")
@@ -83,7 +79,6 @@ def test_smoke_dag_then_nothing_to_do():
 
 
 @pytest.mark.slow
-@needs_upstream
 def test_one_grid_change_reruns_only_its_cells():
     from clipf import study
 
@@ -111,7 +106,6 @@ def test_one_grid_change_reruns_only_its_cells():
 
 
 @pytest.mark.slow
-@needs_upstream
 def test_a_uta_change_reruns_only_the_uta_stages():
     from clipf import study
 
@@ -130,7 +124,6 @@ def test_a_uta_change_reruns_only_the_uta_stages():
     assert run(repo, "dvc", "status", "--json", check=True).stdout.strip() == "{}"
 
 
-@needs_upstream
 def test_bad_input_is_named_and_changes_nothing(tmp_path: Path):
     repo = copy_repo(tmp_path / "repo")
     before = (repo / "params.yaml").read_text()
@@ -150,7 +143,6 @@ def test_bad_input_is_named_and_changes_nothing(tmp_path: Path):
     assert not (repo / "dvc.lock").exists() and not (repo / "data").exists()
 
 
-@needs_upstream
 def test_notebook_without_parameters_cell_stops_the_plan_stage(tmp_path: Path):
     repo = copy_repo(tmp_path / "repo")
     nb = json.loads((repo / "notebooks" / "03_finetune.ipynb").read_text())
@@ -164,7 +156,6 @@ def test_notebook_without_parameters_cell_stops_the_plan_stage(tmp_path: Path):
 
 
 @pytest.mark.slow
-@needs_upstream
 def test_failed_stage_is_named_and_not_recorded(tmp_path: Path):
     from clipf import study
 
