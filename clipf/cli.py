@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("clipf.report", "tables and figures from the tidy results"),
     "submit": ("clipf.submit", "run a notebook with papermill as a SLURM job"),
     "study": ("clipf.study", "run the study pipeline for a profile"),
+    "deps": ("clipf.deps", "dvc.yaml's code deps: the import closure of each stage (--check / --write)"),
 }
 
 

@@ -26,7 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,10 +266,10 @@ def evaluate(
     for key in ("batch_size", "num_workers", "threads", "device"):
         if eval_cfg.get(key) is not None:
             argv += ["--" + key.replace("_", "-"), str(eval_cfg[key])]
-    from clipf.cli import main
+    from clipf.evaluate import cli as eval_cli
 
     print("$ clipf", shlex.join(argv), flush=True)
-    rc = main(argv)
+    rc = eval_cli(argv[1:])
     if rc:
         raise StageError(f"clipf eval failed on {run} ({checkpoint}) (exit {rc})")
 
@@ -487,7 +487,9 @@ def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params
     argv += ["--config", str(world_config), "--no-progress"]
     if data.get("eval") is not None:
         argv += ["--eval", str(data["eval"])]
-    _run_clipf("data", argv)
+    from clipf.world.cli import cli as data_cli
+
+    _run_clipf("data", data_cli, argv)
 
 
 def freq_stage(cfg: Mapping, out: str | Path) -> None:
@@ -507,15 +509,17 @@ def freq_stage(cfg: Mapping, out: str | Path) -> None:
         argv.append("--clean")
     if freq.get("workers"):
         argv += ["--workers", str(freq["workers"])]
-    _run_clipf("freq", argv + inputs)
+    from clipf.freq import cli as freq_cli
+
+    _run_clipf("freq", freq_cli, argv + inputs)
 
 
-def _run_clipf(command: str, argv: list[str]) -> None:
-    from clipf.cli import main
-
+def _run_clipf(command: str, cli: Callable[[list[str]], int], argv: list[str]) -> None:
+    """``clipf <command> argv`` in this process (``cli``: that command's own ``cli``, imported by the
+    caller so that the static import graph, and so each stage's code deps, see it)."""
     shown = argv if len(argv) < 12 else [*argv[:10], f"... ({len(argv) - 10} more)"]
     print("$ clipf", command, shlex.join(shown), flush=True)
-    rc = main([command, *argv])
+    rc = cli(argv)
     if rc:
         raise StageError(f"clipf {command} failed (exit {rc})")
 
