@@ -5,9 +5,9 @@ Torch-free and import-free: every module is *parsed* (``ast``), never imported. 
 - an ``import`` / ``from ... import`` anywhere in ``a`` — module level or inside a function (a lazy import
   runs when that function does, so it is as much a dependency); relative imports resolved; ``from P import
   x`` is an edge to ``P.x`` when that is a module, else to ``P``;
-- a string constant that names a clipf module exactly (``"clipf.train"`` in ``torchrun -m clipf.train``,
-  the ``"clipf.evaluate"`` of ``clipf/cli.py``'s command table): code run by name in a subprocess or by
-  ``importlib``.
+- a string constant that names a clipf module exactly, or as ``"module:attribute"`` (``"clipf.train"``
+  in ``torchrun -m clipf.train``, the ``"clipf.evaluate"`` of ``clipf/cli.py``'s command table, a
+  registry's ``"clipf.objectives.clip:CLIP"``): code run by name in a subprocess or by ``importlib``.
 
 Importing ``a.b.c`` runs ``a/__init__.py`` and ``a/b/__init__.py`` first, so a module's *closure* (what
 running it can execute) holds its packages' ``__init__`` files too; package data (``model_configs/``,
@@ -119,8 +119,9 @@ def _parse(mod: Module, known: Mapping[str, Module], root: Path) -> None:
                     if a.name.startswith("_") and not a.name.startswith("__") and base != mod.name:
                         mod.private.append((node.lineno, base, a.name))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if node.value in known and node.value not in (mod.name, PACKAGE):
-                mod.named.setdefault(node.value, node.lineno)
+            named = node.value.split(":", 1)[0] if ":" in node.value else node.value  # "module:attr"
+            if named in known and named not in (mod.name, PACKAGE):
+                mod.named.setdefault(named, node.lineno)
             elif node.value.replace(".", "/") in DATA_PATHS:
                 mod.data.add(node.value.replace(".", "/"))
     for node in ast.walk(tree):  # `x._private` where x is a clipf module bound by an import

@@ -266,7 +266,7 @@ def evaluate(
     for key in ("batch_size", "num_workers", "threads", "device"):
         if eval_cfg.get(key) is not None:
             argv += ["--" + key.replace("_", "-"), str(eval_cfg[key])]
-    from clipf.evaluate import cli as eval_cli
+    from clipf.evaluate.cli import cli as eval_cli
 
     print("$ clipf", shlex.join(argv), flush=True)
     rc = eval_cli(argv[1:])

@@ -87,7 +87,7 @@ def tiny(tmp_path) -> Path:
     root = tmp_path
     write(root, "clipf/__init__.py", "")
     write(root, "clipf/a.py", "from clipf import b\n\ndef f():\n    from .sub import x  # lazy, relative\n")
-    write(root, "clipf/b.py", "import json\nARGV = ['-m', 'clipf.c']  # run by name\n")
+    write(root, "clipf/b.py", "ARGV = ['-m', 'clipf.c']  # run by name\nREGISTRY = {'y': 'clipf.sub.y:Y'}\n")
     write(root, "clipf/c.py", "from pathlib import Path\nCFG = Path(__file__).with_name('model_configs')\n")
     write(root, "clipf/cli.py", "COMMANDS = {'a': ('clipf.a', 'help'), 'y': ('clipf.sub.y', 'help')}\n")
     write(root, "clipf/sub/__init__.py", "from clipf.sub.y import Y\n")
@@ -104,7 +104,7 @@ def tiny(tmp_path) -> Path:
 def test_graph_follows_lazy_relative_and_named_imports(tiny):
     mods = deps.modules(tiny)
     assert set(mods["clipf.a"].imports) == {"clipf.b", "clipf.sub.x"}
-    assert set(mods["clipf.b"].named) == {"clipf.c"}
+    assert set(mods["clipf.b"].named) == {"clipf.c", "clipf.sub.y"}
     assert mods["clipf.c"].data == {"clipf/model_configs"}
     assert set(mods["clipf.sub.x"].imports) == {"clipf.b", "clipf.a"}
     assert mods["clipf.sub.x"].private == [(2, "clipf.a", "_hidden")]
