@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ import torch
 import torch.utils.data
 
 from clipf import text
+from clipf.freq import DEFAULT_RULE, RULES
 from clipf.text import EOT, SOT, encode_words, split_cased
 
 MaskerFn = Callable[..., torch.Tensor]
@@ -222,16 +224,19 @@ def frequency(
     *,
     table: Any = None,
     threshold: float | None = None,
+    rule: str = DEFAULT_RULE,
     missing: str = "mask",
     fill: str = "reference",
 ) -> torch.Tensor:
     """CLIPF word-frequency masking.
 
-    Each word w gets P(w) = max(0, 1 − √(t / f(w))) from ``table`` (a :class:`clipf.freq.FreqTable` or
-    a path to one) at threshold t = ``threshold`` (None: :data:`clipf.freq.DEFAULT_THRESHOLD`); the
-    authors' published ``{word: P}`` files give P directly and ignore ``threshold``. When a caption
-    has more than K−2 BPE tokens, draw u ~ U(0, 1) per word and keep the words with the largest
-    u − P(w), in their original order.
+    Each word w gets P(w) from ``table`` (a :class:`clipf.freq.FreqTable` or a path to one) at threshold
+    t = ``threshold`` (None: :data:`clipf.freq.DEFAULT_THRESHOLD`) under ``rule``: ``"authors"``
+    (default, the released code) P = 1 − round(√(t / f(w)), 6) without a clamp, so a word rarer than t
+    has P < 0 and is kept ahead of every word with P ≥ 0, rarest first; ``"clamped"`` (word2vec)
+    P = max(0, 1 − √(t / f(w))). The authors' published ``{word: P}`` files give P directly and ignore
+    ``threshold`` (``"clamped"`` clamps their P at 0). When a caption has more than K−2 BPE tokens,
+    draw u ~ U(0, 1) per word and keep the words with the largest u − P(w), in their original order.
 
     ``missing`` — a word absent from the table (below the table's minimum count, or removed by its
     cleaning: stopwords, symbols, numbers...): ``"mask"`` (default, the authors' code) gives it P = 1,
@@ -244,10 +249,11 @@ def frequency(
     best-scoring whole words (a word that no longer fits is skipped; a gap left at the end takes the
     first tokens of the best word left out).
     """
+    _check_choice("rule", rule, RULES)
     _check_choice("missing", missing, MISSING)
     _check_choice("fill", fill, FILLS)
     budget = check_k(k) - 2
-    p_of = _resolve_table(table).p_mask(threshold).get
+    p_of = _resolve_table(table).p_mask(threshold, rule).get
     default = MISSING[missing]
     rows: list[Sequence[int]] = []
     over = []  # (row, words, ids) of the captions over budget
@@ -318,12 +324,15 @@ def _rank() -> int:
 class MaskingTokenizer:
     """Picklable ``(str | list[str]) -> LongTensor[N, k]`` applying a masker; the trainer's tokenizer.
 
-    Its random generator is created lazily on the first call in each process, from
-    ``(seed, rank, DataLoader worker id, epoch salt)``: rank from ``RANK``/``SLURM_PROCID``; inside a
-    torch DataLoader worker the worker id and, when ``follow_torch_seed`` (default), the DataLoader's
-    per-epoch base seed (``torch.initial_seed() - worker id``, reproducible when torch is seeded, as
-    open_clip_train does with ``--seed``) so masks differ between epochs. In the main process, or
-    with ``follow_torch_seed=False``, masks depend on ``seed`` (+ rank, worker id) only.
+    Its random generator is created lazily on the first call in each process and again at each new
+    epoch (:meth:`set_epoch`, a value shared with DataLoader workers), from ``(seed, rank, DataLoader
+    worker id, loader salt, epoch)``: rank from ``RANK``/``SLURM_PROCID``; inside a torch DataLoader
+    worker the worker id and, when ``follow_torch_seed`` (default), the DataLoader's base seed
+    (``torch.initial_seed() - worker id``, reproducible when torch is seeded, as open_clip_train does
+    with ``--seed``). Each epoch's masks are thus a function of the epoch, not of how many captions the
+    process masked before — what lets a run resumed mid-epoch replay exactly (epoch 0 draws what it
+    always drew). In the main process, or with ``follow_torch_seed=False``, masks depend on ``seed``
+    (+ rank, worker id, epoch) only.
     """
 
     def __init__(self, masker: str, k: int, seed: int = 0, follow_torch_seed: bool = True, **opts: Any):
@@ -345,19 +354,31 @@ class MaskingTokenizer:
         self.fn([""], self.k, None, **opts)  # bad options or table fail now, not in a DataLoader worker
         self.opts = opts
         self._rng: np.random.Generator | None = None
-        self._owner: tuple[int, int] | None = None
+        self._owner: tuple[int, int, int] | None = None
+        self._epoch = multiprocessing.get_context().Value("i", 0, lock=False)
 
     @property
     def context_length(self) -> int:
         """K, as open_clip tokenizers expose it."""
         return self.k
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose masks the next calls draw (seen by DataLoader workers forked after this)."""
+        self._epoch.value = int(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
     def _generator(self) -> np.random.Generator:
         info = torch.utils.data.get_worker_info()
-        owner = (os.getpid(), info.id if info else -1)
+        epoch = self.epoch
+        owner = (os.getpid(), info.id if info else -1, epoch)
         if self._rng is None or owner != self._owner:
             salt = info.seed - info.id if info and self.follow_torch_seed else 0
             entropy = [self.seed, _rank(), info.id + 1 if info else 0, salt % (1 << 64)]
+            if epoch:
+                entropy.append(epoch)
             self._rng, self._owner = np.random.default_rng(entropy), owner
         return self._rng
 
@@ -368,11 +389,13 @@ class MaskingTokenizer:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_rng=None, _owner=None, fn=None)
+        state.update(_rng=None, _owner=None, fn=None, _epoch=self.epoch)  # a copy sees the epoch at pickling
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        epoch = state.pop("_epoch", 0)
         self.__dict__.update(state)
+        self._epoch = multiprocessing.get_context().Value("i", int(epoch), lock=False)
         self.fn = get_masker(self.masker)
 
     def __repr__(self) -> str:
@@ -414,6 +437,9 @@ def cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", "-k", type=int, required=True, help="K: text tokens incl. start/end")
     ap.add_argument("--table", help="word-frequency table (frequency masker)")
     ap.add_argument("--threshold", type=float, help="frequency threshold t (default 1e-6)")
+    ap.add_argument(
+        "--freq-rule", dest="rule", choices=RULES, help=f"P rule (frequency; default {DEFAULT_RULE})"
+    )
     ap.add_argument("--missing", choices=list(MISSING), help="words absent from the table (frequency)")
     ap.add_argument("--fill", choices=FILLS, help="word selection (frequency, syntax)")
     ap.add_argument("--tagger", choices=("auto", "perceptron", "brill"), help="POS tagger (syntax)")
@@ -427,10 +453,11 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         fn = get_masker(args.masker)
         k = check_k(args.tokens)
-        names = ("table", "threshold", "missing", "fill", "tagger")
-        opts = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-        for name in set(opts) - set(masker_options(fn)):
-            raise ValueError(f"--{name} does not apply to the {args.masker!r} masker")
+        flags = {n: f"--{n}" for n in ("table", "threshold", "missing", "fill", "tagger")}
+        flags["rule"] = "--freq-rule"
+        opts = {n: getattr(args, n) for n in flags if getattr(args, n) is not None}
+        for name in sorted(set(opts) - set(masker_options(fn))):
+            raise ValueError(f"{flags[name]} does not apply to the {args.masker!r} masker")
         if fn is frequency:
             opts["table"] = _resolve_table(opts.get("table"))
         captions = read_lines(args.input, "clipf mask")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import string
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -148,7 +150,7 @@ def test_shuffle_permutes():
 
 
 def test_masker_options():
-    assert M.masker_options("frequency") == ["table", "threshold", "missing", "fill"]
+    assert M.masker_options("frequency") == ["table", "threshold", "rule", "missing", "fill"]
     assert M.masker_options("syntax") == ["tagger", "fill"] and M.masker_options(M.block) == []
 
 
@@ -217,6 +219,59 @@ def test_frequency_keep_rates_follow_p():
     assert rate[0] > 0.9 and rate[-1] < 0.15 and np.all(np.diff(rate) < 0.05)
 
 
+def test_frequency_keep_rates_follow_negative_p():
+    """The released rule's P < 0 in the u - P ranking: the rates are those of the rule as written."""
+    ps = np.linspace(-0.9, 0.99, 12)
+    table = p_table(dict(zip(WORDS12, ps, strict=True)))
+    out = M.frequency([" ".join(WORDS12)] * 2000, 8, np.random.default_rng(0), table=table)
+    rate = np.array([[w in M.decode(r).split() for w in WORDS12] for r in out]).mean(axis=0)
+    assert np.abs(rate - reference_keep_rates(ps, 6, 20000, 1)).max() < 0.04
+    assert rate[0] > 0.99 and np.all(np.diff(rate) < 0.05)
+
+
+RULE_COUNTS = {"the": 300_000, "a": 200_000, "dog": 5_000, "koala": 100, "giraffe": 10, "zebra": 1}
+
+
+def test_frequency_negative_p_ranks_first_rarest_first():
+    """authors rule, t * total = 1000: P(koala) = -2.2, P(giraffe) = -9, P(zebra) = -30.6, P >= 0 for the
+    rest; with P <= -1 apart by more than 1, the kept words are the rarest, deterministically."""
+    table = FreqTable(counts=RULE_COUNTS, total=1_000_000)
+    assert all(len(T.word_ids(w)) == 1 for w in RULE_COUNTS)
+    cap = "the dog a koala the giraffe a zebra the dog"
+    for k, want in ((3, "zebra"), (4, "giraffe zebra"), (5, "koala giraffe zebra")):
+        out = M.frequency([cap] * 500, k, np.random.default_rng(k), table=table, threshold=1e-3)
+        assert {M.decode(r) for r in out} == {want}, k
+    six = M.frequency([cap] * 2000, 6, np.random.default_rng(0), table=table, threshold=1e-3)
+    kept = [M.decode(r).split() for r in six]
+    assert all(len(w) == 4 and {"koala", "giraffe", "zebra"} <= set(w) for w in kept)
+    fourth = Counter(next(x for x in w if x not in ("koala", "giraffe", "zebra")) for w in kept)
+    assert fourth["dog"] > fourth["the"] + fourth["a"]  # then P(dog) = 0.55 < P(a) = 0.93, P(the) = 0.94
+    clamped = M.frequency(
+        [cap] * 3000, 3, np.random.default_rng(0), table=table, threshold=1e-3, rule="clamped"
+    )
+    rates = Counter(M.decode(r) for r in clamped)  # clamped: the three rare words tie at P = 0
+    assert set(rates) <= {"koala", "giraffe", "zebra", "dog"}
+    assert all(abs(rates[w] / 3000 - 1 / 3) < 0.05 for w in ("koala", "giraffe", "zebra"))
+
+
+def test_frequency_rules_and_defaults():
+    table = FreqTable(counts=RULE_COUNTS, total=1_000_000)
+    caps = LONG + ["the dog a koala the giraffe a zebra the dog " * 3]
+    default = M.frequency(caps, 6, np.random.default_rng(4), table=table, threshold=1e-3)
+    assert default.equal(
+        M.frequency(caps, 6, np.random.default_rng(4), table=table, threshold=1e-3, rule="authors")
+    )
+    # clamped = the pre-`rule` masker: P = max(0, 1 - sqrt(t * total / c)) given as a published table
+    old = {w: max(0.0, 1.0 - math.sqrt(1e-3 * 1_000_000 / c)) for w, c in RULE_COUNTS.items()}
+    for k in (4, 8):
+        a = M.frequency(caps, k, np.random.default_rng(k), table=table, threshold=1e-3, rule="clamped")
+        assert a.equal(M.frequency(caps, k, np.random.default_rng(k), table=p_table(old)))
+    with pytest.raises(ValueError, match="rule='word2vec' is not one of 'authors', 'clamped'"):
+        M.frequency(caps, 6, None, table=table, rule="word2vec")
+    with pytest.raises(ValueError, match="rule='bogus'"):
+        M.MaskingTokenizer("frequency", 8, table=table, rule="bogus")
+
+
 def test_frequency_frequent_words_kept_less_with_counts_table():
     counts = {"the": 100_000, "a": 80_000, "photo": 5_000, "dog": 50, "beach": 30, "sunset": 20}
     table = FreqTable(counts=counts, total=300_000)
@@ -256,14 +311,16 @@ def reference_frequency(caption: str, k: int, rng: np.random.Generator, p: dict[
 
 
 def test_frequency_reference_parity():
-    p = TABLE.p_mask()
     caps = (
         LONG + SHORT + ["unbelievably extraordinarily antidisestablishmentarianism", "photograph photographs"]
     )
-    for k in (4, 8, 16):
-        ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
-        for c in caps:
-            assert text_ids(M.frequency([c], k, ours, table=TABLE)[0]) == reference_frequency(c, k, theirs, p)
+    for rule, t in (("authors", None), ("authors", 1e-2), ("clamped", 1e-2)):
+        p = TABLE.p_mask(t, rule)
+        for k in (4, 8, 16):
+            ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
+            for c in caps:
+                got = text_ids(M.frequency([c], k, ours, table=TABLE, threshold=t, rule=rule)[0])
+                assert got == reference_frequency(c, k, theirs, p), (rule, t, k, c)
 
 
 def test_frequency_fill_modes():
@@ -376,6 +433,41 @@ def test_masking_tokenizer_in_dataloader_workers():
 
 
 # --------------------------------------------------------------------------- CLI
+def test_cli_freq_rule_and_authors_file(tmp_path, capsys):
+    """`clipf mask` reads a file in the authors' format with negative P; --freq-rule picks the rule."""
+    src = tmp_path / "caps.txt"
+    src.write_text("the dog a koala the giraffe a zebra the dog\n" * 4)
+    authors = tmp_path / "authors.json"
+    authors.write_text(
+        json.dumps({"the": 0.99, "a": 0.98, "dog": 0.55, "koala": -2.16, "giraffe": -9.0, "zebra": -30.6})
+    )
+    assert (
+        M.cli(["--masker", "frequency", "--tokens", "4", "--table", str(authors), "--input", str(src)]) == 0
+    )
+    assert {json.loads(line)["kept"] for line in capsys.readouterr().out.splitlines()} == {"giraffe zebra"}
+    table = tmp_path / "t.json"
+    FreqTable(counts=RULE_COUNTS, total=1_000_000).save(table)
+    base = [
+        "--masker",
+        "frequency",
+        "--tokens",
+        "3",
+        "--table",
+        str(table),
+        "--threshold",
+        "1e-3",
+        "--input",
+        str(src),
+    ]
+    assert M.cli([*base, "--freq-rule", "authors"]) == 0
+    assert {json.loads(line)["kept"] for line in capsys.readouterr().out.splitlines()} == {"zebra"}
+    assert M.cli([*base, "--freq-rule", "clamped", "--seed", "1"]) == 0
+    assert len({json.loads(line)["kept"] for line in capsys.readouterr().out.splitlines()}) > 1
+    assert M.cli(["--masker", "random", "--tokens", "8", "--freq-rule", "clamped"]) == 2
+    assert "--freq-rule does not apply to the 'random' masker" in capsys.readouterr().err
+    assert M.cli([*base, "--freq-rule", "word2vec"]) == 2  # argparse: invalid choice
+
+
 def test_cli_round_trip(tmp_path, capsys):
     table = tmp_path / "t.json"
     TABLE.save(table)
