@@ -18,8 +18,8 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 def test_every_study_notebook_is_there():
-    # 01-05 are the grid's stages; 06_uta is the UTA students' stage (`uta@uta-s<seed>`)
-    assert [p.stem for p in NOTEBOOKS] == [*study.NOTEBOOKS, "06_uta"]
+    # 00_explore is the masker explorer (no stage); 01-05 the grid's stages; 06_uta the UTA students' (`uta@uta-s<seed>`)
+    assert [p.stem for p in NOTEBOOKS] == ["00_explore", *study.NOTEBOOKS, "06_uta"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
