@@ -57,10 +57,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from clipf import upstream
 from clipf.files import CONFIG_NAME, FULL_CONTEXT, WEIGHTS_NAME, atomic_dir
 
 POS_EXTEND = ("repeat", "interpolate")
 DEFAULT_POS_EXTEND = "repeat"
+RESIZE = "open_clip.factory.resize_text_pos_embed"  # the open_clip name text_pos_resize replaces
 
 
 # --------------------------------------------------------------------------- positional tables
@@ -91,12 +93,10 @@ def _extend_table(pos: torch.Tensor, n: int, mode: str, cls_last: bool) -> torch
 def text_pos_resize(mode: str = DEFAULT_POS_EXTEND) -> Iterator[None]:
     """Within the block, open_clip's ``load_checkpoint`` (``create_model(pretrained=PATH)``) resizes a
     checkpoint's text positional table with :func:`extend_positions` ``mode`` instead of its linear
-    interpolation (``interpolate`` is open_clip's own: nothing is swapped)."""
+    interpolation (``interpolate`` is open_clip's own: nothing is swapped). The replaced name is a row of
+    :data:`clipf.upstream.PATCHES` (group ``text_pos_resize``)."""
     if mode not in POS_EXTEND:
         raise ValueError(f"pos_extend={mode!r} is not one of {', '.join(POS_EXTEND)}")
-    from open_clip import factory
-
-    original = factory.resize_text_pos_embed
     if mode == "interpolate":
         yield
         return
@@ -108,16 +108,13 @@ def text_pos_resize(mode: str = DEFAULT_POS_EXTEND) -> Iterator[None]:
         if target is None and getattr(model, "text", None) is not None:
             target = getattr(model.text, "positional_embedding", None)
         if old is None or target is None or old.shape[0] == target.shape[0]:
-            return original(state_dict, model, *args, **kwargs)
+            return upstream.original(RESIZE)(state_dict, model, *args, **kwargs)
         cls_last = getattr(getattr(model, "text", None), "cls_emb", None) is not None
         n = target.shape[0] - int(cls_last)
         state_dict[key] = _extend_table(old, n, mode, cls_last)
 
-    factory.resize_text_pos_embed = resize
-    try:
+    with upstream.patched("text_pos_resize", resize_text_pos_embed=resize):
         yield
-    finally:
-        factory.resize_text_pos_embed = original
 
 
 def text_context(model: torch.nn.Module) -> int:

@@ -65,33 +65,24 @@ def cache_key(ckpt_sha: str, spec: DatasetSpec, data_fp: str, options: Mapping) 
 @contextlib.contextmanager
 def _quiet_and_offline(verbose: bool, threads: int | None, device: str) -> Iterator[None]:
     """Torch threads on CPU, CLIP_benchmark's progress bars off unless verbose, its shell downloads
-    refused."""
-    import functools
-
+    refused (the patches: :data:`clipf.upstream.PATCHES`, groups ``clip_benchmark_*``)."""
     import torch
-    from clip_benchmark.datasets import builder
-    from clip_benchmark.metrics import image_caption_selection, zeroshot_classification, zeroshot_retrieval
+
+    from clipf import upstream
 
     def refuse(cmd: Any, *args: Any, **kwargs: Any) -> int:
         if isinstance(cmd, str) and cmd.startswith("which "):
             return 1  # has_kaggle()/has_gdown(): report the tool missing
         raise EvalError(f"clip_benchmark tried to download ({cmd!r}); clipf eval never downloads")
 
-    patches = [(builder, "call", refuse)]
-    if not verbose:
-        for mod in (zeroshot_classification, zeroshot_retrieval, image_caption_selection):
-            patches.append((mod, "tqdm", functools.partial(mod.tqdm, disable=True)))
-    saved = [(mod, name, getattr(mod, name)) for mod, name, _ in patches]
+    groups = ["clip_benchmark_offline"] + ([] if verbose else ["clip_benchmark_quiet"])
     old_threads = torch.get_num_threads()
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
-    for mod, name, value in patches:
-        setattr(mod, name, value)
     try:
-        yield
+        with upstream.patched(*groups, download=refuse):
+            yield
     finally:
-        for mod, name, value in saved:
-            setattr(mod, name, value)
         torch.set_num_threads(old_threads)
 
 
