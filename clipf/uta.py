@@ -92,10 +92,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clipf import engine, models, train, upstream
 from clipf import export as E
-from clipf import models, train
+from clipf.engine import UsageError
 from clipf.files import write_json
-from clipf.train import UsageError
 
 DEFAULT_RATIO = 0.5
 DEFAULT_MASKER = "reversed_block"
@@ -784,9 +784,9 @@ _REJECTED = {
 
 @dataclass
 class UTAPlan:
-    """A UTA run: :class:`clipf.train.Plan` (data, run folder, open_clip_train argv) + teacher and options."""
+    """A UTA run: :class:`clipf.engine.Plan` (data, run folder, open_clip_train argv) + teacher and options."""
 
-    base: train.Plan
+    base: engine.Plan
     teacher: Teacher
     ratio: float
     masker: str
@@ -844,7 +844,7 @@ def make_plan(argv: Sequence[str]) -> UTAPlan:
     if ns.uta_token_weight == 0 and ns.uta_global_weight == 0:
         raise UsageError("--uta-token-weight and --uta-global-weight are both 0: nothing to learn")
     for flags, why in _REJECTED.items():
-        given = [f for f in flags if train._given(rest, f)]
+        given = [f for f in flags if engine.given(rest, f)]
         if given:
             raise UsageError(f"{given[0]} with --objective uta: {why}")
     base = train.make_plan(rest)
@@ -855,7 +855,7 @@ def make_plan(argv: Sequence[str]) -> UTAPlan:
 
     teacher = resolve_teacher(ns.teacher, ns.teacher_pretrained)
     net = teacher.load()
-    cfg = student_config(base.model, teacher.model_cfg, train._image_size(base.oc))
+    cfg = student_config(base.model, teacher.model_cfg, engine.image_size(base.oc))
     size, grid = _grid(cfg["vision_cfg"]["image_size"], cfg["vision_cfg"]["patch_size"])
     t_size, t_grid = tuple(int(s) for s in net.visual.image_size), tuple(int(g) for g in net.visual.grid_size)
     if (size, grid) != (t_size, t_grid):
@@ -935,8 +935,8 @@ def _quiet(name: str):
         logger.setLevel(level)
 
 
-class UTARun(train.Run):
-    """:class:`clipf.train.Run` with the UTA model, loss, teacher tokenizer, records and export."""
+class UTARun(engine.Run):
+    """:class:`clipf.engine.Run` with the UTA model, loss, teacher tokenizer, records and export."""
 
     def __init__(self, plan: UTAPlan):
         super().__init__(plan.base)
@@ -945,14 +945,14 @@ class UTARun(train.Run):
 
     def get_tokenizer(self, model_name: str, cache_dir: str | None = None, **_: Any) -> Callable:
         """Val / zero-shot text goes to the teacher's text tower: the teacher's tokenizer and context."""
-        return train._ORIGINAL["get_tokenizer"](
+        return upstream.original("open_clip_train.main.get_tokenizer")(
             self.uta.teacher.tokenizer_name, cache_dir=cache_dir, context_length=self.plan.full_context
         )
 
     def create_model_and_transforms(self, model_name: str, pretrained: Any = None, **kw: Any) -> Any:
         device = torch.device(kw.get("device") or "cpu")
         student, pp_train, pp_val = build_student(
-            self.uta, train._ORIGINAL["create_model_and_transforms"], **kw
+            self.uta, upstream.original("open_clip_train.main.create_model_and_transforms"), **kw
         )
         teacher = self.uta.teacher.model
         teacher.to(device=device, dtype=_teacher_dtype(self.uta.teacher_precision, device))
@@ -963,7 +963,7 @@ class UTARun(train.Run):
             ratio=self.uta.ratio,
             head=self.uta.head,
             seed=self.plan.oc.seed,
-            rank=train._env_rank(),
+            rank=engine.env_rank(),
         )
         precision = kw.get("precision") or "fp32"
         dtype = {"pure_bf16": torch.bfloat16, "pure_fp16": torch.float16}.get(precision)
@@ -971,11 +971,11 @@ class UTARun(train.Run):
         return model, pp_train, pp_val
 
     def create_loss(self, args: argparse.Namespace) -> Any:
-        self.loss = train._LossMeter(self.uta_loss)
+        self.loss = engine.LossMeter(self.uta_loss)
         return self.loss
 
     def train_one_epoch(self, model: Any, data: dict, loss: Any, epoch: int, *rest: Any, **kw: Any):
-        train._unwrap(model).set_epoch(epoch)
+        engine.unwrap(model).set_epoch(epoch)
         self.uta_loss.reset()
         return super().train_one_epoch(model, data, loss, epoch, *rest, **kw)
 
@@ -993,7 +993,7 @@ class UTARun(train.Run):
 
         device = torch.device(args.device)
         vals = validation_loss(
-            train._unwrap(model),
+            engine.unwrap(model),
             data["val"].dataloader,
             self.uta_loss,
             device,
@@ -1086,7 +1086,7 @@ def export(checkpoint: str | os.PathLike, out: str | os.PathLike, *, verify: boo
     run = E.run_config(checkpoint)
     if run.get("objective") != "uta" or "uta" not in run:
         raise ValueError(f"{checkpoint}: not a UTA run's checkpoint (its clipf.json has no 'uta' block)")
-    sd = train._read_state_dict(str(checkpoint))
+    sd = engine.read_state_dict(str(checkpoint))
     state = {k[len("student.") :]: v.contiguous().clone() for k, v in sd.items() if k.startswith("student.")}
     if not state:
         raise ValueError(f"{checkpoint}: no student.* weights")

@@ -21,8 +21,8 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from clipf import engine, files, models, train
 from clipf import export as E
-from clipf import files, models, train
 from clipf.freq import FreqTable
 
 torch.set_num_threads(1)
@@ -171,15 +171,14 @@ def test_train_and_eval_tokenizers(world, tmp_path):
         + ["--val-data", world["val"], "--val-num-samples", "32"]
     )
     plan.oc.logs = "none"  # no run folder
-    run = train.Run(plan)
-    train._ORIGINAL["get_tokenizer"] = __import__("open_clip").get_tokenizer
+    run = train.make_run(plan)
     zero_shot = run.get_tokenizer("clipf-vit-micro", context_length=4)  # what open_clip_train asks for
     assert zero_shot(["a photo of a golden retriever, a type of dog."]).shape == (1, 32)
     import open_clip
 
     _, pp_train, pp_val = open_clip.create_model_and_transforms("clipf-vit-micro")
     plan.oc.rank, plan.oc.world_size, plan.oc.distributed = 0, 1, False
-    with train._swapped(run):  # the data pipeline runs with clipf's handlers in place
+    with run.session():  # the data pipeline runs with clipf's handlers in place
         data = run.get_data(plan.oc, (pp_train, pp_val), tokenizer=zero_shot)
         images, texts = next(iter(data["train"].dataloader))
         _, val_texts = next(iter(data["val"].dataloader))
@@ -249,10 +248,11 @@ def seed_argv(text: str, tmp_path: Path, world: dict) -> list[str]:
 
 
 def test_seed_readme_commands_parse(world, tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "_check_pretrained", lambda oc, ctx: None)  # no 600 MB ViT-B-16 file here
+    no_check = lambda oc, ctx: None  # noqa: E731 - no 600 MB ViT-B-16 file here
+    monkeypatch.setattr(engine.preflight, "check_pretrained", no_check)
     pre = train.make_plan(seed_argv(SEED_PRETRAIN, tmp_path, world))
     assert (
-        pre.stages == [train.Stage(0, "frequency", 8)] and pre.full_context == 32 and pre.train_context == 8
+        pre.stages == [engine.Stage(0, "frequency", 8)] and pre.full_context == 32 and pre.train_context == 8
     )
     assert (
         pre.oc.force_patch_dropout == 0.75
@@ -269,17 +269,17 @@ def test_seed_readme_commands_parse(world, tmp_path, monkeypatch):
 def test_epoch_tokenizer_switches_and_pads():
     from clipf.masking import MaskingTokenizer
 
-    tok = train.EpochTokenizer([0, 2], [MaskingTokenizer("truncate", 4), MaskingTokenizer("block", 6)], 6)
+    tok = engine.EpochTokenizer([0, 2], [MaskingTokenizer("truncate", 4), MaskingTokenizer("block", 6)], 6)
     caption = ["one two three four five six seven eight nine ten eleven twelve"]
     first = tok(caption)
     assert first.shape == (1, 6) and (first[0, 4:] == 0).all()
     tok.set_epoch(2)
     assert tok(caption).shape == (1, 6) and (tok(caption)[0] != 0).all()
-    assert train.parse_schedule("0:frequency:8, 5:block", None, 8) == [
-        train.Stage(0, "frequency", 8),
-        train.Stage(5, "block", 8),
+    assert engine.parse_schedule("0:frequency:8, 5:block", None, 8) == [
+        engine.Stage(0, "frequency", 8),
+        engine.Stage(5, "block", 8),
     ]
-    assert train.parse_schedule("3:block:4", "random", 8)[0] == train.Stage(0, "random", 8)
+    assert engine.parse_schedule("3:block:4", "random", 8)[0] == engine.Stage(0, "random", 8)
 
 
 def test_mask_schedule_run(world, tmp_path):
@@ -432,7 +432,7 @@ BAD = {
     "dropout vs K": (["--force-text-dropout", "0.75", "--text-tokens", "6"], "disagree"),
     "schedule": (["--mask-schedule", "0:block:8,x:random"], "EPOCH and K must be integers"),
     "mask option": (["--reduction-mask", "block", "--mask-option", "fil=tokens"], "fil"),
-    "objective": (["--objective", "clipp"], "bad clipf option"),
+    "objective": (["--objective", "clipp"], "unknown objective 'clipp'"),
     "option typo": (["--epocs", "3"], "open_clip_train rejected"),
     "model": (["--model", "ViT-B-17"], "did you mean"),
     "shards": (["--train-data", "/no/such/{00000..00003}.tar"], "4 of 4 shards do not exist"),
@@ -472,7 +472,7 @@ def test_existing_run_needs_resume(world, tmp_path, capsys):
 
 def test_warmup_fraction_and_help(world, tmp_path, capsys):
     plan = train.make_plan(base_args(world, tmp_path, "w", "--warmup", "0.25") + ["--text-tokens", "8"])
-    assert plan.warmup_epochs == 0.25 and plan.stages == [train.Stage(0, "truncate", 8)]
+    assert plan.warmup_epochs == 0.25 and plan.stages == [engine.Stage(0, "truncate", 8)]
     assert "--force-context-length" in plan.oc_argv and plan.oc.force_context_length == 8
     assert train.main(["--help"]) == 0
     out = capsys.readouterr().out

@@ -503,7 +503,7 @@ def test_uta_checkpoint_is_no_teacher(uta_run, world, tmp_path, capsys):
 
 
 def test_train_plan_refuses_uta_without_the_dispatch(world, tmp_path):
-    with pytest.raises(train.UsageError, match="clipf.uta.make_plan"):
+    with pytest.raises(train.UsageError, match="unknown objective 'uta'"):  # clipf.train.main dispatches it
         train.make_plan(uta_args(world, tmp_path, "x"))
     assert uta.requested(["--objective=uta"]) and not uta.requested(["--objective", "clip", "uta"])
 
