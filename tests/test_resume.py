@@ -119,3 +119,24 @@ def test_worker_seeds_are_a_function_of_the_sample_position():
     seeds.start_epoch(2, skip=5)
     seeds.seed_sample()  # main process: nothing reseeded, only counted
     assert seeds.index == 6
+
+
+def test_masking_tokenizer_streams_restart_each_epoch():
+    """A resumed run's fresh tokenizer draws epoch e's masks as the long-running one did; epoch 0 draws
+    what it always drew (a plain generator of (seed, rank, 0, 0))."""
+    from clipf.masking import MaskingTokenizer
+    from clipf.masking import random as random_masker
+
+    caps = [" ".join(f"w{i} word{j}" for j in range(20)) for i in range(8)]
+    long_running = MaskingTokenizer("random", 6, seed=3)
+    first = long_running(caps)
+    assert torch.equal(first, random_masker(caps, 6, np.random.default_rng([3, 0, 0, 0])))
+    long_running.set_epoch(1)
+    later = long_running(caps)
+    fresh = MaskingTokenizer("random", 6, seed=3)
+    fresh.set_epoch(1)
+    assert torch.equal(fresh(caps), later) and not torch.equal(first, later)
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(fresh))
+    assert copy.epoch == 1 and torch.equal(copy(caps), later)
