@@ -30,7 +30,7 @@ from open_clip import tokenizer as _oc
 from open_clip.tokenizer import SimpleTokenizer
 
 from clipf import masking, pos, text
-from clipf.freq import DEFAULT_THRESHOLD, FreqTable
+from clipf.freq import DEFAULT_RULE, DEFAULT_THRESHOLD, FreqTable
 
 HERE = Path(__file__).parent
 PROFANITY = {
@@ -93,6 +93,9 @@ def methods(table: FreqTable) -> dict:
     for name in ("truncate", "block", "random", "shuffle", "syntax", "frequency"):
         opts = {"table": table, "threshold": DEFAULT_THRESHOLD} if name == "frequency" else {}
         out[name] = lambda caps, k, fn=masking.MASKERS[name], o=opts: fn(caps, k, rng, **o)
+    out["frequency (rule=clamped)"] = lambda caps, k: masking.frequency(
+        caps, k, rng, table=table, rule="clamped"
+    )
     out["frequency (fill=tokens)"] = lambda caps, k: masking.frequency(
         caps, k, rng, table=table, fill="tokens"
     )
@@ -165,7 +168,8 @@ def run(n: int, rounds: int, ks=(8, 16), batches=(1, 256)) -> dict:
             "captions": n, "rounds": rounds, "threads": 1, "seed": 0,
             "words_per_caption": [int(np.min(words)), float(np.mean(words)), int(np.max(words))],
             "open_clip_words_per_caption": [int(np.min(pieces)), float(np.mean(pieces)), int(np.max(pieces))],
-            "frequency_threshold": DEFAULT_THRESHOLD, "tagger": pos.tagger_name("auto"),
+            "frequency_threshold": DEFAULT_THRESHOLD, "frequency_rule": DEFAULT_RULE,
+            "tagger": pos.tagger_name("auto"),
             "example_captions": captions[:3],
         },
         "results": rows,
@@ -194,7 +198,9 @@ def markdown(res: dict) -> str:
             f"same run), {s['captions']} web-like captions of {s['words_per_caption'][0]}–"
             f"{s['words_per_caption'][2]} words (mean {s['words_per_caption'][1]:.1f}), median of "
             f"{s['rounds']} interleaved rounds; '1/call' is how open_clip_train's data workers call the "
-            "tokenizer. Syntax uses the "
+            "tokenizer. 'frequency' is the released rule (`rule=authors`: 1 - round(sqrt(t/f), 6), no clamp) "
+            f"at t = {s['frequency_threshold']:g} on wordfreq's English counts; 'rule=clamped' the word2vec "
+            "reading. Syntax uses the "
             f"`{s['tagger']}` tagger with its tag cache cleared before each pass. {res['date'][:10]}, "
             f"{res['machine']['platform']}, torch {res['versions']['torch']}, open_clip "
             f"{res['versions']['open_clip']}. Raw numbers: `bench/results/maskers.json`.",
