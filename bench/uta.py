@@ -153,7 +153,8 @@ def models_for(student: str, device: str = "cpu", ratio: float = 0.5, masker: st
     teacher (both random init)."""
     import open_clip
 
-    from clipf import models, uta
+    from clipf import models
+    from clipf.objectives import uta
 
     models.register()
     torch.manual_seed(0)
@@ -170,7 +171,7 @@ def models_for(student: str, device: str = "cpu", ratio: float = 0.5, masker: st
 def step_breakdown(args: argparse.Namespace) -> dict:
     from open_clip import ClipLoss
 
-    from clipf import uta
+    from clipf.objectives import uta
 
     torch.set_num_threads(1)
     clip, model = models_for(args.student)
@@ -227,7 +228,7 @@ def flops(student: str, batch: int, ratios=(0.5, 0.75)) -> dict:
     from open_clip import ClipLoss
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clipf import uta
+    from clipf.objectives import uta
 
     def count(fn) -> int:
         with FlopCounterMode(display=False) as counter:

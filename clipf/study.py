@@ -418,7 +418,7 @@ def uta_run(
     settings (``mask_ratio``, ``masker``, ``model``, ``epochs``, ``options``; any of them in ``overrides``,
     None = the plan's), its teacher (default: the plan's teacher cell of that seed, else the seed's CLIP
     baseline; its ``pretrain/export``) and the CLIP baseline the compute is matched to (``RUN/pretrain``)."""
-    from clipf.uta import match_compute
+    from clipf.objectives.uta import match_compute
 
     u = {**profiles.UTA_KEYS, **(cfg.get("uta") or {})}
     u.update({k: v for k, v in overrides.items() if v is not None})

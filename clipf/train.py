@@ -136,10 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in argv or "--help" in argv:
         _help()
         return 0
-    from clipf import uta
-
-    if uta.requested(argv):  # --objective uta: clipf.uta swaps in the teacher-aligned model and loss
-        return uta.main(argv)
     plan = parse_quietly(make_plan, argv)
     return 2 if plan is None else drive(make_run(plan))
 

@@ -1,4 +1,4 @@
-"""clipf.uta: patch maskers' statistics, UTA training through the real `clipf train` entrypoint on a tiny
+"""clipf.objectives.uta: patch maskers' statistics, UTA training through the real `clipf train` entrypoint on a tiny
 teacher (one process, resume, 2-process DDP), loss on a fixed batch, the export in stock open_clip and
 CLIP_benchmark, the contrastive fine-tune from it, teacher specs, and bad input.
 
@@ -22,8 +22,10 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from clipf import engine, models, objectives, study, train
 from clipf import export as E
-from clipf import models, study, train, uta
+from clipf.objectives import uta
+from clipf.objectives.uta.cli import cli as uta_cli
 from clipf.report import uta as uta_report
 
 torch.set_num_threads(1)
@@ -175,7 +177,7 @@ def test_masker_names_and_bad_ratios():
 
 
 def test_maps_cli(capsys):
-    assert uta.cli(["maps", "--grid", "6", "--samples", "200"]) == 0
+    assert uta_cli(["maps", "--grid", "6", "--samples", "200"]) == 0
     maps = json.loads(capsys.readouterr().out)
     assert set(maps) == set(uta.PATCH_MASKERS) and np.array(maps["block"]).shape == (6, 6)
 
@@ -184,8 +186,8 @@ def test_maps_cli(capsys):
 def test_loss_decreases_on_a_fixed_batch(world, tmp_path):
     """30 steps on one batch: the loss falls, and the student's image embedding moves onto the teacher's
     (what makes it zero-shot evaluable with the teacher's text tower)."""
-    plan = uta.make_plan(uta_args(world, tmp_path, "fixed"))
-    student, _, _ = uta.build_student(plan)
+    plan = train.make_plan(uta_args(world, tmp_path, "fixed")).objective_plan
+    student, _, _ = uta.build_student(plan.model_cfg, plan.teacher)
     model = uta.UTAModel(student, plan.teacher.model, ratio=0.5, masker="reversed_block").train()
     loss = uta.UTALoss()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
@@ -220,8 +222,8 @@ def test_loss_decreases_on_a_fixed_batch(world, tmp_path):
 
 def test_student_sees_only_kept_patches(world, tmp_path):
     """Changing a masked patch's pixels changes nothing the student computes; changing a kept one does."""
-    plan = uta.make_plan(uta_args(world, tmp_path, "gather"))
-    student, _, _ = uta.build_student(plan)
+    plan = train.make_plan(uta_args(world, tmp_path, "gather")).objective_plan
+    student, _, _ = uta.build_student(plan.model_cfg, plan.teacher)
     model = uta.UTAModel(student, plan.teacher.model).train()
     image = torch.randn(1, 3, 32, 32)
     keep = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]])  # the top half of the 4x4 grid
@@ -323,7 +325,7 @@ def test_clipf_eval_of_a_uta_epoch_checkpoint(uta_run, world, tmp_path):
 
 def test_export_cli(uta_run, tmp_path, capsys):
     assert (
-        uta.cli(["export", str(uta_run / "checkpoints" / "epoch_1.pt"), "--out", str(tmp_path / "e1")]) == 0
+        uta_cli(["export", str(uta_run / "checkpoints" / "epoch_1.pt"), "--out", str(tmp_path / "e1")]) == 0
     )
     assert (
         Path(capsys.readouterr().out.strip()) == tmp_path / "e1"
@@ -331,7 +333,7 @@ def test_export_cli(uta_run, tmp_path, capsys):
     )
     clip_ckpt = tmp_path / "plain.pt"
     torch.save({"state_dict": {}}, clip_ckpt)
-    assert uta.cli(["export", str(clip_ckpt), "--out", str(tmp_path / "x")]) == 2
+    assert uta_cli(["export", str(clip_ckpt), "--out", str(tmp_path / "x")]) == 2
     assert "not a UTA run's checkpoint" in capsys.readouterr().err
 
 
@@ -502,10 +504,19 @@ def test_uta_checkpoint_is_no_teacher(uta_run, world, tmp_path, capsys):
     assert train.main(argv) == 2 and "a UTA run's checkpoint" in capsys.readouterr().err
 
 
-def test_train_plan_refuses_uta_without_the_dispatch(world, tmp_path):
-    with pytest.raises(train.UsageError, match="unknown objective 'uta'"):  # clipf.train.main dispatches it
-        train.make_plan(uta_args(world, tmp_path, "x"))
-    assert uta.requested(["--objective=uta"]) and not uta.requested(["--objective", "clip", "uta"])
+def test_uta_is_an_objective_of_the_engine(world, tmp_path):
+    """`--objective uta` is looked up in the registry; its plan is complete before it is checked (the
+    teacher's text context, the UTA part attached) and frozen after."""
+    assert objectives.get("uta") is uta.UTA and isinstance(uta.UTA, engine.Objective)
+    plan = train.make_plan(uta_args(world, tmp_path, "x"))
+    assert plan.objective == "uta" and isinstance(plan.objective_plan, uta.UTAPlan)
+    assert plan.full_context == plan.objective_plan.teacher.context_length == 32
+    assert any(n.startswith("UTA: teacher") for n in plan.notes) and "--teacher" in plan.argv
+    assert isinstance(train.make_run(plan), uta.UTARun)
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+        plan.export = False
+    assert engine.objective_name(["--objective=uta"]) == "uta"
+    assert engine.objective_name(["--objective", "clip", "uta"]) == "clip"
 
 
 # =========================================================================== the study: plan, compute, report
@@ -677,7 +688,7 @@ def test_study_run_argv(world, tmp_path):
     assert "--epochs 1" in joined and "--uta-masker random" in joined and "--lr 0.5" in joined
     with pytest.raises(ValueError, match="unknown UTA setting"):
         study.uta_run(cfg, 0, runs=runs, ratio=0.5)
-    assert uta.cli(["maps", "--grid", "4", "--samples", "50", "--figure", str(tmp_path / "f" / "maps")]) == 0
+    assert uta_cli(["maps", "--grid", "4", "--samples", "50", "--figure", str(tmp_path / "f" / "maps")]) == 0
     assert (tmp_path / "f" / "maps.png").stat().st_size > 0
 
 

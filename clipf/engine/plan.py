@@ -78,7 +78,7 @@ class Stage:
     k: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     """The resolved run: what clipf adds, and the argv handed to open_clip_train. Frozen: it is built,
     handed to its objective (:meth:`clipf.engine.Objective.plan`), checked, and not changed after."""

@@ -3,8 +3,8 @@ the records, the export, :meth:`Run.session`), :class:`Objective` (what an objec
 
 A :class:`Run` is the state shared by the functions :mod:`clipf.upstream` swaps into open_clip_train for
 the run (``get_tokenizer``, ``create_model_and_transforms``, ``create_loss``, ``get_data``,
-``train_one_epoch``, ``evaluate``). Objectives (:mod:`clipf.objectives`) subclass it; the methods under
-"hooks" are the ones meant to be extended.
+``train_one_epoch``, ``evaluate``). Objectives (:mod:`clipf.objectives`) subclass it and extend the methods
+marked "Hook" (and the swapped-in ones).
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ class Run:
         if args.imagenet_v2 is not None:
             data["imagenet-v2"] = oc_data.get_imagenet(args, preprocess_fns, "v2")
         if self.master and self.log_dir is not None:
-            self._write_config(epoch)
+            self.write_config(epoch)
         if self.master:
             for note in self.plan.notes:
                 logging.info(f"clipf: note: {note}")
@@ -249,7 +249,7 @@ class Run:
             model, data, loss, epoch, optimizer, *rest, **kw
         )
         seconds = time.perf_counter() - t0
-        self._epoch_record(model, epoch, optimizer, seconds)
+        self.epoch_record(model, epoch, optimizer, seconds)
         return out
 
     def evaluate(self, model: Any, data: dict, epoch: int, args: argparse.Namespace, *rest: Any, **kw: Any):
@@ -272,7 +272,8 @@ class Run:
         return metrics
 
     # ---- records
-    def _write_config(self, epoch: int) -> None:
+    def write_config(self, epoch: int) -> None:
+        """Hook: write ``RUN/clipf.json`` (the plan, versions, one more launch) at the start of a launch."""
         import open_clip
 
         path = self.log_dir / "clipf.json"
@@ -307,7 +308,8 @@ class Run:
                 with contextlib.suppress(OSError):
                     os.remove(stale)  # left by a kill during an (atomic) checkpoint write
 
-    def _reduce(self, values: list[float]) -> list[float]:
+    def reduce(self, values: list[float]) -> list[float]:
+        """Sums of ``values`` over the processes (all-reduce; as given in one process)."""
         args = self.args
         if not getattr(args, "distributed", False) or getattr(args, "horovod", False):
             return values
@@ -315,13 +317,15 @@ class Run:
         torch.distributed.all_reduce(t)
         return t.tolist()
 
-    def _epoch_record(self, model: Any, epoch: int, optimizer: Any, seconds: float) -> None:
+    def epoch_record(self, model: Any, epoch: int, optimizer: Any, seconds: float) -> None:
+        """Hook: append the epoch's record to ``self.records`` and ``RUN/metrics.json`` (rank 0); every
+        rank calls it (the counts are all-reduced)."""
         args, loader, meter = self.args, self.loader, self.loss
         batches = loader.batches if loader is not None else 0
         skipped_now = skip_total(self.skip_dir, args.rank)
         loss_sum = float(meter.total) if meter is not None and meter.steps else 0.0
         steps = meter.steps if meter is not None else 0
-        samples, nonpad, loss_sum, steps, skipped = self._reduce(
+        samples, nonpad, loss_sum, steps, skipped = self.reduce(
             [
                 float(loader.samples if loader is not None else 0),
                 float(loader.text_nonpad if loader is not None else 0),

@@ -145,7 +145,7 @@ def exported(ckpt: Checkpoint, run: Path, model: str | None = None) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="clipf-eval-") as tmp:
         try:
             if cfg.get("objective") == "uta":  # student vision tower + the teacher's text tower
-                from clipf import uta
+                from clipf.objectives import uta
 
                 out = uta.export(ckpt.source, Path(tmp) / "export", verify=False)
             else:

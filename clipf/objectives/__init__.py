@@ -16,6 +16,7 @@ from typing import Any
 OBJECTIVES: dict[str, str] = {
     "clip": "clipf.objectives.clip:CLIP",  # contrastive CLIP / FLIP (open_clip's ClipLoss)
     "siglip": "clipf.objectives.clip:SIGLIP",  # open_clip_train's --siglip
+    "uta": "clipf.objectives.uta:UTA",  # unmasked token alignment to a frozen CLIP teacher
 }
 
 

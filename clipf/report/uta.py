@@ -4,7 +4,7 @@ probability of the patch maskers (Figure 3) and the students' loss curves (Figur
 
 Reads what the pipeline wrote (the tidy results table, each phase's ``metrics.json`` / ``clipf.json`` /
 TensorBoard events); nothing here trains or evaluates. Training compute and the patch maskers come from
-the UTA objective (:mod:`clipf.uta`), imported where used.
+the UTA objective (:mod:`clipf.objectives.uta`), imported where used.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def report_table(tidy, uta_cells: Mapping[str, Mapping[str, Any]], runs: str | o
     Mean rows: ``classification (mean)`` (acc1 over the classification sets) and ``retrieval (mean)``."""
     import pandas as pd
 
-    from clipf.train import UsageError
-    from clipf.uta import phase_compute
+    from clipf.engine import UsageError
+    from clipf.objectives.uta import phase_compute
 
     roles = pd.DataFrame(_roles(uta_cells), columns=["system", "run", "seed"]).drop_duplicates()
     if roles.empty or tidy.empty:
@@ -276,7 +276,7 @@ def write_report(
     reversed block-wise) and ``loss_curves`` (Figure 4), each .png and .svg."""
     import pandas as pd
 
-    from clipf.uta import mask_probability_maps
+    from clipf.objectives.uta import mask_probability_maps
 
     u = {**profiles.UTA_KEYS, **(cfg.get("uta") or {})}
     cells = cfg.get("uta_cells") or {}
