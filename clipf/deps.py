@@ -18,7 +18,7 @@ in a statement that uses ``__file__`` (``Path(__file__).with_name("model_configs
 A DVC stage's code is what its command runs: ``clipf SUB ...`` (``clipf/cli.py`` and the module its
 ``COMMANDS`` table maps ``SUB`` to), ``python -m clipf.X`` / ``torchrun ... -m clipf.X``, and ``papermill
 NB ...`` (the notebook file and every clipf module its code cells import). :func:`stage_code` is the
-closure of those, as repository paths (a package folder when all of it is in the closure);
+closure of those, as repository paths (a subpackage as its folder: :func:`code_paths`);
 ``clipf deps --check`` compares them with ``dvc.yaml`` and ``clipf deps --write`` rewrites the ``clipf/...``
 entries of each stage's ``deps:`` (every other line of ``dvc.yaml`` is left as written).
 """
@@ -239,22 +239,16 @@ def closure(names: Iterable[str], root: Path = ROOT, dispatched: bool = False) -
 
 
 def code_paths(names: Iterable[str], root: Path = ROOT, dispatched: bool = False) -> list[str]:
-    """The repository paths of the closure of ``names``: source files and the package data they read, a
-    package folder in place of its files when every file under it is in (``clipf/world``)."""
+    """The repository paths of the closure of ``names``: its top-level modules' files, the package data
+    they read, and the folder of every subpackage (``clipf/report``) one of whose modules is in it — a
+    subpackage counts whole (importing any of its modules runs its ``__init__``, which re-exports the
+    rest), so ``dvc.yaml`` stays readable at the price of a safe over-approximation."""
     known = modules(root)
-    mods = closure(names, root, dispatched)
-    files = {known[m].path.as_posix() for m in mods}
-    data = {d for m in mods for d in known[m].data}
-    every = {m.path.as_posix() for m in known.values()}
-    out = set(files | data)
-    for pkg in sorted(
-        (m for m in known.values() if m.is_package and m.name != PACKAGE), key=lambda m: m.name
-    ):
-        folder = pkg.path.parent.as_posix()
-        inside = {f for f in every if f.startswith(folder + "/")}
-        data_inside = {d for d in DATA_PATHS if d.startswith(folder + "/")}
-        if inside <= out and data_inside <= out:
-            out = {p for p in out if not p.startswith(folder + "/")} | {folder}
+    out: set[str] = set()
+    for m in closure(names, root, dispatched):
+        parts = known[m].path.parts
+        out.add(Path(*parts[:2]).as_posix() if len(parts) > 2 else known[m].path.as_posix())
+        out |= known[m].data
     return sorted(_collapse(out))
 
 
