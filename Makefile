@@ -1,10 +1,13 @@
 # Two commands: `make demo` and `make test`. Everything else is a building block.
+# `make lab`: JupyterLab at the repository root; `make test-lab`: the real-browser JupyterLab test.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PROFILE ?= demo
+# extra `jupyter lab` options, e.g. make lab LAB_ARGS="--ip=0.0.0.0 --port=8899"
+LAB_ARGS ?=
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench clean lab test-lab
 
 $(BIN)/clipf: pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 1; }
@@ -29,6 +32,16 @@ lint: setup
 format: setup
 	$(BIN)/ruff format clipf tests bench
 	$(BIN)/ruff check --fix clipf tests bench
+
+# JupyterLab with the project's kernel (the .venv's `python3` kernelspec first on JUPYTER_PATH), no browser:
+# it prints the URL with its token. As root (containers) it needs --allow-root.
+lab: setup
+	JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter" $(BIN)/jupyter lab --no-browser \
+	  --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# JupyterLab driven by Debian's headless Chromium (tests/test_lab.py); fails, not skips, without it.
+test-lab: setup
+	CLIPF_LAB=1 $(BIN)/python -m pytest -q -m lab tests/test_lab.py
 
 bench: setup
 	$(BIN)/python bench/maskers.py
