@@ -20,18 +20,20 @@ import math
 import os
 import tempfile
 from collections import defaultdict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clipf import masking, text
-from clipf.freq import DEFAULT_THRESHOLD, FreqTable, build_table, load_table
+from clipf import freq, masking, text
+from clipf.freq import FreqTable
 from clipf.world import contact_sheet, is_world, synthesize
 
-RULES = ("authors", "clamped")  # authors: 1 - sqrt(t/f) as released (unclamped); clamped: max(0, .)
+RULES = getattr(
+    freq, "RULES", ("authors", "clamped")
+)  # authors: 1 - sqrt(t/f) as released; clamped: max(0, .)
 PROTOCOLS = ("full", "masked")  # how class prompts are encoded at evaluation
 FULL_CONTEXT = 32  # exports and zero-shot prompts are always at open_clip's 32 tokens
 DEFAULT_PROMPT = "a photo of a {c}."
@@ -87,8 +89,8 @@ def table_for(world: str | os.PathLike, table: str | os.PathLike | FreqTable | N
     if isinstance(table, FreqTable):
         return table
     if table is not None:
-        return load_table(table)
-    return build_table([Path(world) / "train"], min_count=1, progress=False)
+        return freq.load_table(table)
+    return freq.build_table([Path(world) / "train"], min_count=1, progress=False)
 
 
 def world_sheet(world: str | os.PathLike, n: int = 8, cols: int = 4, split: str = "train"):
@@ -112,7 +114,7 @@ def p_values(table: FreqTable, threshold: float | None = None, rule: str = "auth
         return table.p_mask(threshold, rule=rule)
     if rule == "clamped" or table.published:  # this clipf.freq clamps; a published file holds P itself
         return table.p_mask(threshold)
-    scale = (DEFAULT_THRESHOLD if threshold is None else float(threshold)) * table.total
+    scale = (freq.DEFAULT_THRESHOLD if threshold is None else float(threshold)) * table.total
     return {w: 1.0 - math.sqrt(scale / c) for w, c in table.counts.items()}
 
 
@@ -302,12 +304,13 @@ def _piece(token_id: int) -> str:
     return raw.decode("utf-8", "replace") + ("·" if not piece.endswith("</w>") else "")
 
 
-def words_html(m: Masked, p: Sequence[float]) -> str:
-    """The caption's words coloured by P(w); dropped words struck through, partly kept ones outlined."""
+def words_html(m: Masked, p: Sequence[float], known: Collection[str] = ()) -> str:
+    """The caption's words coloured by P(w); dropped words struck through, partly kept ones outlined;
+    the tooltip gives P and says which words are not in ``known`` (the table)."""
     spans = []
     for word, ids, n, pw in zip(m.words, m.ids, m.kept, p, strict=True):
         cls = "w" if n == len(ids) else ("w part" if n else "w drop")
-        title = f"P = {pw:.3f}, {n}/{len(ids)} token(s) kept"
+        title = f"P = {pw:.3f}{'' if word in known else ' (not in the table)'}, {n}/{len(ids)} token(s) kept"
         spans.append(
             f'<span class="{cls}" style="background:{colour(pw)}" title="{title}">{html.escape(word)}</span>'
         )
@@ -362,7 +365,7 @@ def render(
     k = masking.check_k(k)
     maskers = list(maskers or masking.MASKERS)
     probs = p_values(table, threshold, rule)
-    t = DEFAULT_THRESHOLD if threshold is None else threshold
+    t = freq.DEFAULT_THRESHOLD if threshold is None else threshold
     n_tokens = sum(len(i) for i in text.encode_words(caption)[1])
     note = (
         ""
@@ -383,9 +386,9 @@ def render(
         pm = prompt_under(prompt, classname, protocol, name, k, seed, **opts)
         parts += [
             f"<h4>{html.escape(name)}</h4>",
-            f"<div>{words_html(m, p)}</div>",
+            f"<div>{words_html(m, p, probs)}</div>",
             f"<div>{tokens_html(m)}</div>",
-            f"<div>prompt ({protocol}): {words_html(pm, word_p(pm.words, probs))} &rarr; "
+            f"<div>prompt ({protocol}): {words_html(pm, word_p(pm.words, probs), probs)} &rarr; "
             f"<code>{html.escape(pm.text)}</code></div>",
         ]
     df = survival_table(caption, k, table, threshold, rule, maskers, draws, seed)
@@ -433,7 +436,7 @@ def explorer(
     import ipywidgets as W
 
     pool = {"samples": list(captions)}
-    t0 = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    t0 = freq.DEFAULT_THRESHOLD if threshold is None else float(threshold)
     wide = W.Layout(width="95%")
     box = W.Textarea(value=caption or pool["samples"][0], description="caption", layout=wide, rows=2)
     sample = W.IntSlider(0, 0, max(len(pool["samples"]) - 1, 0), description="sample")
@@ -445,8 +448,9 @@ def explorer(
     pick = W.Dropdown(
         options=names, value="all" if not maskers or len(maskers) > 1 else maskers[0], description="masker"
     )
-    rules = W.ToggleButtons(options=list(RULES), value=rule, description="rule")
-    protos = W.ToggleButtons(options=list(PROTOCOLS), value=protocol, description="protocol")
+    small = {"button_width": "80px", "description_width": "60px"}
+    rules = W.ToggleButtons(options=list(RULES), value=rule, description="rule", style=small)
+    protos = W.ToggleButtons(options=list(PROTOCOLS), value=protocol, description="protocol", style=small)
     prompt_box = W.Text(prompt, description="prompt")
     cls_box = W.Text(classname, description="class")
     out = W.HTML()
@@ -476,6 +480,6 @@ def explorer(
     for w in (box, ks, ts, pick, rules, protos, prompt_box, cls_box):
         w.observe(update, "value")
     update()
-    controls = [box, W.HBox([sample, path, load]), W.HBox([ks, ts, pick]), rules, protos,
+    controls = [box, W.HBox([sample, path, load]), W.HBox([ks, ts, pick]), W.HBox([rules, protos]),
                 W.HBox([prompt_box, cls_box]), out]  # fmt: skip
     return W.VBox(controls)

@@ -145,8 +145,8 @@ def test_render_html_and_figure(table: FreqTable):
 def test_explorer_widgets_call_back(table: FreqTable, tmp_path: Path):
     pytest.importorskip("ipywidgets")
     ui = explore.explorer(["first caption here", CAPTION], table, draws=5)
-    box, files, sliders, rules, protos, _, out = ui.children
-    (sample, path, load), (ks, _, pick) = files.children, sliders.children
+    box, files, sliders, choices, _, out = ui.children
+    (sample, path, load), (ks, _, pick), (rules, protos) = files.children, sliders.children, choices.children
     assert box.value == "first caption here" and "<h4>frequency</h4>" in out.value
     sample.value = 1
     assert box.value == CAPTION
@@ -157,6 +157,8 @@ def test_explorer_widgets_call_back(table: FreqTable, tmp_path: Path):
     assert "<h4>syntax</h4>" in out.value and "<h4>frequency</h4>" not in out.value
     protos.value = "masked"
     assert "prompt (masked)" in out.value
+    rules.value = "clamped"
+    assert "rule <b>clamped</b>" in out.value
     (tmp_path / "mine.txt").write_text("my own caption about a blue star\n")
     path.value = str(tmp_path / "mine.txt")
     load.click()
@@ -164,3 +166,27 @@ def test_explorer_widgets_call_back(table: FreqTable, tmp_path: Path):
     path.value = str(tmp_path / "missing.txt")
     load.click()
     assert "missing.txt" in out.value
+
+
+@pytest.mark.slow
+def test_explore_notebook_runs_headless_under_papermill_with_its_defaults(tmp_path: Path):
+    """00_explore with its default parameters, in a folder holding only a params.yaml: the notebook
+    makes its small world there (data/explore) and records the widget, the tables and the images."""
+    import json
+    import shutil
+
+    import papermill as pm
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "params.yaml", tmp_path / "params.yaml")
+    out = tmp_path / "00_explore.ipynb"
+    pm.execute_notebook(
+        str(repo / "notebooks" / "00_explore.ipynb"), str(out), cwd=str(tmp_path), progress_bar=False
+    )
+    assert (tmp_path / "data" / "explore" / "world.json").exists()
+    outputs = [
+        o for c in json.loads(out.read_text())["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+    ]
+    kinds = [k for o in outputs for k in o.get("data", {})]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    assert "application/vnd.jupyter.widget-view+json" in kinds and kinds.count("image/png") >= 2
