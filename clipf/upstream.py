@@ -51,10 +51,12 @@ class Patch:
 
     @property
     def module(self) -> str:
+        """The target's module (``open_clip_train.main``)."""
         return self.target.rsplit(".", 1)[0]
 
     @property
     def attribute(self) -> str:
+        """The target's attribute in that module (``get_tokenizer``)."""
         return self.target.rsplit(".", 1)[1]
 
 

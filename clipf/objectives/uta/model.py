@@ -59,13 +59,16 @@ class Teacher:
 
     @property
     def context_length(self) -> int:
+        """The teacher's text context (its text tower's; 77 when its config does not say)."""
         return int(self.model_cfg.get("text_cfg", {}).get("context_length", 77))
 
     @property
     def tokenizer_name(self) -> str:
+        """The open_clip model name whose tokenizer encodes text for the teacher's text tower."""
         return self.name
 
     def describe(self) -> dict[str, Any]:
+        """Where the teacher came from, for clipf.json and the export."""
         return {"spec": self.spec, "model": self.name, "pretrained": self.pretrained, "source": self.source}
 
     def load(self) -> nn.Module:
@@ -388,6 +391,7 @@ class UTAModel(nn.Module):
         self.rng = np.random.default_rng([self.seed, self.rank, int(epoch)])
 
     def sample_keep(self, n: int, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Kept patch indices ``[n, n_keep]`` for ``n`` images (the epoch's rng, or ``rng``)."""
         return self.masker(n, self.grid[0], self.grid[1], self.ratio, self.rng if rng is None else rng)
 
     @torch.no_grad()
@@ -439,12 +443,14 @@ class UTALoss(nn.Module):
         self.reset()
 
     def reset(self) -> None:
+        """Zero the per-term sums and the step count (before each epoch)."""
         self.sums: dict[str, torch.Tensor | float] = {"token_loss": 0.0, "global_loss": 0.0}
         self.steps = 0
 
     def terms(
         self, student_tokens, teacher_tokens, image_features, teacher_features
     ) -> dict[str, torch.Tensor]:
+        """The two weighted terms, ``token_loss`` and ``global_loss`` (nothing is summed)."""
         tok = 1.0 - F.cosine_similarity(student_tokens.float(), teacher_tokens.float(), dim=-1).mean()
         glob = 1.0 - F.cosine_similarity(image_features.float(), teacher_features.float(), dim=-1).mean()
         return {"token_loss": self.token_weight * tok, "global_loss": self.global_weight * glob}
