@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import re
 import shlex
@@ -57,10 +58,22 @@ def repo_root(start: str | Path | None = None) -> Path:
     raise StageError(f"no params.yaml at or above {here}: run from inside the clipf repository")
 
 
+class _KernelShutdownNoise(logging.Filter):
+    """Drops ipykernel's "KeyboardInterrupt caught in kernel" (issue 15): jupyter_client interrupts every
+    kernel it shuts down, and when that SIGINT lands while the kernel answers papermill's last
+    kernel_info request, ipykernel logs it as an error to the stage's stderr. A race, not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("KeyboardInterrupt caught in kernel")
+
+
 def goto_root() -> Path:
     """chdir to the repository root (a notebook opened in notebooks/ runs like a DVC stage)."""
     root = repo_root()
     os.chdir(root)
+    kernel_log = logging.getLogger("IPKernelApp")  # the kernel's own log (each notebook calls goto_root)
+    if not any(isinstance(f, _KernelShutdownNoise) for f in kernel_log.filters):
+        kernel_log.addFilter(_KernelShutdownNoise())
     return root
 
 
@@ -207,6 +220,12 @@ def launch(
     return ["env", f"OMP_NUM_THREADS={int(threads)}", *argv] if threads else argv
 
 
+# torch's exit-time INFO dump ("TorchDynamo compilation metrics", "FakeTensor cache stats", issue 15):
+# open_clip_train's setup_logging sets every logger, torch's included, to INFO, so each training process
+# prints these glog-style lines when it exits. run_live does not echo them.
+_TORCH_EXIT_INFO = re.compile(r"I\d{4} [\d:.]+ +\d+ torch/(_dynamo|_subclasses)/")
+
+
 def run_live(argv: Sequence[str], what: str | None = None, tail: int = 30) -> None:
     """Run a command, echoing its output line by line (live in Jupyter and in papermill logs);
     raise :class:`StageError` with its last lines if it fails."""
@@ -219,6 +238,8 @@ def run_live(argv: Sequence[str], what: str | None = None, tail: int = 30) -> No
     ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
+            if _TORCH_EXIT_INFO.match(line):
+                continue
             print(line, end="", flush=True)
             last.append(line)
     if proc.returncode:
