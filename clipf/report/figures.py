@@ -14,10 +14,14 @@ from clipf.report.words import POS_CLASSES, zipf_slope
 
 
 def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (unless one is already chosen)."""
+    """matplotlib.pyplot on the non-interactive Agg backend — except inside a Jupyter kernel, whose
+    inline backend shows the figures (``matplotlib.use("Agg", force=False)`` would switch it off)."""
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg", force=False)
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     return plt
