@@ -491,3 +491,68 @@ def test_models_registered():
     tiny = open_clip.create_model("clipf-vit-tiny")
     assert 5e6 < sum(p.numel() for p in tiny.parameters()) < 15e6
     assert tiny.context_length == 32 and tiny.visual.image_size == (32, 32)
+
+
+# --------------------------------------------------------------------------- the frequency rule
+def authors_file(path: Path, threshold: float = 5e-3) -> Path:
+    """A {word: P} file written as the authors' tests/data_counter.py writes it (json.dump of
+    1 - round(sqrt(t / f), 6), no clamp): words rarer than t get P < 0."""
+    counts = {w: 5 * (i + 1) ** 2 for i, w in enumerate(WORDS)}
+    total = sum(counts.values())
+    probs = {w: 1 - round(float(np.sqrt(threshold / (c / total))), 6) for w, c in counts.items()}
+    assert min(probs.values()) < -1 and max(probs.values()) > 0.5  # negative entries, as theirs
+    path.write_text(json.dumps(probs))
+    return path
+
+
+def test_seed_readme_pretraining_with_an_authors_file(world, tmp_path, monkeypatch):
+    """The seed README's pre-training masking flags, verbatim, with a file in the authors' format that has
+    negative entries: it plans (rule authors, P as in the file), trains, and records the rule."""
+    probs_file = authors_file(tmp_path / "cc_fq_words.json")
+    probs = read_json(probs_file)
+    monkeypatch.setattr(engine.preflight, "check_pretrained", lambda oc, ctx: None)
+    pre = train.make_plan(seed_argv(SEED_PRETRAIN, tmp_path, {**world, "table": str(probs_file)}))
+    assert pre.freq_rule == "authors" and pre.masker_opts("frequency")["rule"] == "authors"
+    assert pre.to_json()["freq_rule"] == "authors"
+    # the masking flags of the README, on the tiny world
+    flags = ["--force-patch-dropout", "0.75", "--force-text-dropout", "0.75", "--reduction-mask", "frequency"]
+    flags += ["--mask-probability-file", str(probs_file)]
+    assert train.main(base_args(world, tmp_path, "seed/pretrain", *flags)) == 0
+    run = tmp_path / "seed" / "pretrain"
+    cfg = read_json(run / "clipf.json")
+    assert (cfg["masker"], cfg["text_tokens"], cfg["freq_rule"]) == ("frequency", 8, "authors")
+    assert (run / "export" / files.CONFIG_NAME).is_file()
+    # the rarest words (P <= -1) outrank every word with P >= 0: all kept, whatever the draw
+    plan = train.make_plan(base_args(world, tmp_path, "again/pretrain", *flags))
+    tok = plan.train_tokenizer()
+    rare = sorted((w for w in WORDS if probs[w] <= -1), key=probs.get)[:3]
+    common = [w for w in WORDS if probs[w] >= 0][:10]
+    from clipf.masking import decode
+
+    for _ in range(5):
+        kept = decode(tok([" ".join(common[:5] + rare + common[5:])])[0]).split()
+        assert set(rare) <= set(kept) and len(kept) == 6
+
+
+def test_freq_rule_option(world, tmp_path, capsys):
+    """--freq-rule clamped reaches the masker and clipf.json; a bad rule, or the option without the
+    frequency masker, is refused before training."""
+    extra = ["--reduction-mask", "frequency", "--text-tokens", "6", "--freq-table", world["table"]]
+    plan = train.make_plan(base_args(world, tmp_path, "c", *extra, "--freq-rule", "clamped"))
+    assert plan.masker_opts("frequency")["rule"] == "clamped" and plan.to_json()["freq_rule"] == "clamped"
+    assert train.make_plan(base_args(world, tmp_path, "d", *extra)).freq_rule == "authors"
+    unmasked = train.make_plan(
+        base_args(world, tmp_path, "e", "--reduction-mask", "block", "--text-tokens", "6")
+    )
+    assert unmasked.freq_rule is None and unmasked.to_json()["freq_rule"] is None
+    for argv, message in (
+        ([*extra, "--freq-rule", "clampd"], "--freq-rule 'clampd': one of authors, clamped"),
+        (
+            ["--reduction-mask", "block", "--text-tokens", "6", "--freq-rule", "clamped"],
+            "masker(s) in use: block",
+        ),
+        ([*extra, "--mask-option", "rule=clamped"], "use --freq-table / --freq-threshold / --freq-rule"),
+    ):
+        assert train.main(base_args(world, tmp_path, "bad", *argv)) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()

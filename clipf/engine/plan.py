@@ -27,6 +27,7 @@ from clipf.engine.preflight import UsageError, given, image_size, preprocess_ove
 MIN_TEXT_TOKENS, MAX_TEXT_TOKENS = 3, 77
 FINETUNE_LR, FINETUNE_WARMUP_EPOCHS = 1e-5, 0.1
 DEFAULT_OBJECTIVE = "clip"
+DEFAULT_SAVE_MINUTES, DEFAULT_KEEP_STEPS = 30.0, 2
 
 
 # =========================================================================== options
@@ -45,6 +46,12 @@ def clipf_parser() -> argparse.ArgumentParser:
     g.add_argument("--force-text-dropout", type=float, default=None, metavar="F", help="K = round(N(1-F))")
     g.add_argument("--mask-probability-file", "--freq-table", dest="freq_table", default=None, metavar="PATH")
     g.add_argument("--freq-threshold", type=float, default=None, metavar="T")
+    g.add_argument(
+        "--freq-rule",
+        default=None,
+        metavar="RULE",
+        help="frequency masker's P rule: authors (default: 1 - round(sqrt(t/f), 6), no clamp) | clamped",
+    )
     g.add_argument("--mask-option", action="append", default=[], metavar="KEY=VALUE")
     g.add_argument("--mask-schedule", default=None, metavar="SPEC", help="e.g. 0:frequency:8,5:block:8")
     g.add_argument("--full-context-length", type=int, default=None, metavar="N", help="default 32")
@@ -55,6 +62,18 @@ def clipf_parser() -> argparse.ArgumentParser:
     g.add_argument("--objective", default=None, metavar="NAME", help="clip | siglip | uta (clipf.objectives)")
     g.add_argument("--logs-dir", default=None, metavar="DIR", help="= --logs")
     g.add_argument("--no-export", action="store_true", help="skip the final export")
+    g = p.add_argument_group("clipf checkpoints and preemption")
+    g.add_argument(
+        "--save-every-steps", type=int, default=None, metavar="N", help="step checkpoint every N steps"
+    )
+    g.add_argument(
+        "--save-every-minutes", type=float, default=DEFAULT_SAVE_MINUTES, metavar="M",
+        help=f"step checkpoint every M minutes of wall clock (rank 0's; default {DEFAULT_SAVE_MINUTES:g}; 0: off)",
+    )  # fmt: skip
+    g.add_argument(
+        "--keep-step-checkpoints", type=int, default=DEFAULT_KEEP_STEPS, metavar="K",
+        help=f"keep the newest K step checkpoints (default {DEFAULT_KEEP_STEPS}; epoch checkpoints are kept)",
+    )  # fmt: skip
     return p
 
 
@@ -93,6 +112,7 @@ class Plan:
     masker_arg: str | None = None
     freq_table: str | None = None
     freq_threshold: float | None = None
+    freq_rule: str | None = None  # the frequency masker's rule (None: no stage uses it)
     mask_options: dict[str, Any] = field(default_factory=dict)
     force_text_dropout: float | None = None
     pos_extend: str = E.DEFAULT_POS_EXTEND
@@ -102,6 +122,9 @@ class Plan:
     export: bool = True
     notes: list[str] = field(default_factory=list)
     objective_plan: Any = None  # what the objective resolved (UTA: its UTAPlan); None for CLIP
+    save_every_steps: int | None = None  # step checkpoints (clipf.engine.resume)
+    save_every_minutes: float | None = DEFAULT_SAVE_MINUTES
+    keep_step_checkpoints: int = DEFAULT_KEEP_STEPS
 
     def replace(self, **changes: Any) -> Plan:
         """A copy with ``changes`` (what an objective's :meth:`~clipf.engine.Objective.plan` returns)."""
@@ -113,7 +136,7 @@ class Plan:
         return bool(self.stages)
 
     def masker_opts(self, masker: str) -> dict[str, Any]:
-        """The options of one masker: the --mask-option pairs it takes, the table and threshold."""
+        """The options of one masker: the --mask-option pairs it takes, the table, threshold and rule."""
         from clipf import masking
 
         allowed = masking.masker_options(masking.get_masker(masker))
@@ -123,6 +146,8 @@ class Plan:
                 opts["table"] = self.freq_table
             if self.freq_threshold is not None:
                 opts["threshold"] = self.freq_threshold
+            if self.freq_rule is not None:
+                opts["rule"] = self.freq_rule
         return opts
 
     def train_tokenizer(self) -> Callable | None:
@@ -163,6 +188,7 @@ class Plan:
             "mask_schedule": [vars(s) for s in self.stages] if len(self.stages) > 1 else None,
             "freq_table": str(Path(self.freq_table).resolve()) if self.freq_table else None,
             "freq_threshold": self.freq_threshold,
+            "freq_rule": self.freq_rule,
             "mask_options": self.mask_options,
             "image_mask": oc.force_patch_dropout or 0.0,
             "pos_extend": self.pos_extend,
@@ -268,7 +294,7 @@ def _resolve(argv: list[str], rest: list[str], oc_flags: Sequence[str]) -> Plan:
     options checked: model, N, K, stages, masker options."""
     from open_clip_train.params import parse_args as oc_parse_args
 
-    from clipf import masking
+    from clipf import freq, masking
 
     try:
         ns, rest = clipf_parser().parse_known_args([a for a in rest if a != "--"])
@@ -373,15 +399,15 @@ def _resolve(argv: list[str], rest: list[str], oc_flags: Sequence[str]) -> Plan:
         if not sep or not key:
             raise UsageError(f"--mask-option {item!r} is not KEY=VALUE")
         mask_options[key.strip()] = _value(val)
-    for key in ("table", "threshold"):
+    for key in ("table", "threshold", "rule"):
         if key in mask_options:
-            raise UsageError(f"--mask-option {key}=...: use --freq-table / --freq-threshold")
+            raise UsageError(f"--mask-option {key}=...: use --freq-table / --freq-threshold / --freq-rule")
     takes = {o for s in stages for o in masking.masker_options(masking.get_masker(s.masker))}
     unknown = sorted(set(mask_options) - takes)
     if unknown:
         raise UsageError(
             f"--mask-option {', '.join(unknown)}: not an option of the masker(s) in use "
-            f"({', '.join(sorted(takes - {'table', 'threshold'})) or 'none'})"
+            f"({', '.join(sorted(takes - {'table', 'threshold', 'rule'})) or 'none'})"
         )
     if ns.freq_table is not None and not Path(ns.freq_table).is_file():
         raise UsageError(f"--mask-probability-file / --freq-table {ns.freq_table}: no such file")
@@ -390,6 +416,24 @@ def _resolve(argv: list[str], rest: list[str], oc_flags: Sequence[str]) -> Plan:
         notes.append("--freq-table given but no stage uses the frequency masker: ignored")
     if ns.freq_threshold is not None and ns.freq_threshold <= 0:
         raise UsageError(f"--freq-threshold must be > 0, got {ns.freq_threshold}")
+    freq_rule = None
+    if ns.freq_rule is not None and ns.freq_rule not in freq.RULES:
+        raise UsageError(f"--freq-rule {ns.freq_rule!r}: one of {', '.join(freq.RULES)}")
+    if ns.freq_rule is not None and not uses_freq:
+        names = ", ".join(sorted({s.masker for s in stages})) or "none (unmasked)"
+        raise UsageError(
+            f"--freq-rule is the frequency masker's option; the masker(s) in use: {names} "
+            "(--reduction-mask frequency, or a frequency stage in --mask-schedule)"
+        )
+    if uses_freq:
+        freq_rule = ns.freq_rule or freq.DEFAULT_RULE
+
+    if ns.save_every_steps is not None and ns.save_every_steps < 1:
+        raise UsageError(f"--save-every-steps must be >= 1, got {ns.save_every_steps}")
+    if ns.save_every_minutes is not None and ns.save_every_minutes < 0:
+        raise UsageError(f"--save-every-minutes must be >= 0 (0: off), got {ns.save_every_minutes}")
+    if ns.keep_step_checkpoints < 1:
+        raise UsageError(f"--keep-step-checkpoints must be >= 1, got {ns.keep_step_checkpoints}")
 
     oc_argv = list(rest) + ["--force-context-length", str(train_context)]
     oc = oc_parse_args(oc_argv)
@@ -404,6 +448,7 @@ def _resolve(argv: list[str], rest: list[str], oc_flags: Sequence[str]) -> Plan:
         masker_arg=ns.reduction_mask,
         freq_table=ns.freq_table,
         freq_threshold=ns.freq_threshold,
+        freq_rule=freq_rule,
         mask_options=mask_options,
         force_text_dropout=ns.force_text_dropout,
         pos_extend=ns.pos_extend,
@@ -412,6 +457,9 @@ def _resolve(argv: list[str], rest: list[str], oc_flags: Sequence[str]) -> Plan:
         objective=ns.objective or DEFAULT_OBJECTIVE,
         export=not ns.no_export,
         notes=notes,
+        save_every_steps=ns.save_every_steps,
+        save_every_minutes=ns.save_every_minutes or None,
+        keep_step_checkpoints=ns.keep_step_checkpoints,
     )
 
 
