@@ -88,24 +88,28 @@ def tiny_checkpoint(path: Path, seed: int = 0, context: int = 32) -> Path:
     return path
 
 
-def tiny_run(runs: Path, name: str = "frequency-k8-m75-t1e-3-s0", seed: int = 0) -> Path:
+def tiny_run(
+    runs: Path, name: str = "frequency-k8-m75-t1e-3-s0", seed: int = 0, pretrain: dict | None = None
+) -> Path:
     """A run folder as clipf.train leaves it: pretrain/ (an 8-token text tower) and finetune/ (32) with
-    checkpoints, clipf.json and export/ (both at 32 tokens)."""
+    checkpoints, clipf.json and export/ (both at 32 tokens); ``pretrain``: clipf.json entries of the
+    pre-training (masker, text_tokens, freq_table, freq_rule, ...)."""
     from clipf import export
 
     run = runs / name
+    pre = {"masker": "frequency", "text_tokens": 8, "image_mask": 0.75, "epochs": 2, **(pretrain or {})}
     for i, (phase, cfg) in enumerate(
         (
-            ("pretrain", {"masker": "frequency", "text_tokens": 8, "image_mask": 0.75, "epochs": 2}),
+            ("pretrain", pre),
             ("finetune", {"masker": "none", "text_tokens": 32, "image_mask": 0.0, "epochs": 1}),
         )
     ):
         cfg = {
-            **cfg,
             "model": "clipf-vit-micro",
             "seed": seed,
             "freq_threshold": 1e-3,
             "pos_extend": "repeat",
+            **cfg,
         }
         ckpt = tiny_checkpoint(
             run / phase / "checkpoints" / f"epoch_{cfg['epochs']}.pt", 10 * seed + i, cfg["text_tokens"]
@@ -364,6 +368,210 @@ def test_stock_clip_benchmark_cli_on_export(evaluated, world, tmp_path):
         assert stock[key] == ours[key]
     for metric in ("acc1", "mean_per_class_recall"):
         assert stock["metrics"][metric] == pytest.approx(ours["metrics"][metric])
+
+
+# ---------------------------------------------------------------- prompt protocols (full | masked)
+
+PROMPT_WORDS = {"a": 400, "photo": 120, "of": 300, ".": 350, "square": 60, "thing": 40, "picture": 30}
+PROMPT_WORDS.update({"that": 80, "is": 90, **{c: 5 for c in COLORS}})
+
+
+@pytest.fixture()
+def prompt_table(tmp_path) -> Path:
+    """A counts table over the eval sets' prompt and caption words (colour names rare)."""
+    from clipf.freq import FreqTable
+
+    path = tmp_path / "freq.json"
+    FreqTable(counts=dict(PROMPT_WORDS), total=sum(PROMPT_WORDS.values())).save(path)
+    return path
+
+
+def masked_cfg(table: Path, k: int = 5, **more) -> dict:
+    """clipf.json entries of a frequency pre-training (as clipf.train records them)."""
+    return {
+        "masker": "frequency",
+        "text_tokens": k,
+        "freq_table": str(table),
+        "freq_threshold": 1e-2,
+        "freq_rule": "authors",
+        "mask_options": {},
+        **more,
+    }
+
+
+def test_masked_prompts_on_the_export_encode_as_the_k_token_tower(tmp_path, prompt_table):
+    """Under --pos-extend repeat, masked prompts (<= K tokens, zero-padded to 32) on the 32-position export
+    give the K-token tower's text features: the masked protocol is the tower as trained."""
+    import open_clip
+
+    from clipf import export, masking
+
+    k = 5
+    ckpt = tiny_checkpoint(tmp_path / "pretrain" / "checkpoints" / "epoch_1.pt", seed=3, context=k)
+    tower = open_clip.create_model("clipf-vit-micro", force_context_length=k)
+    tower.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+    folder = export.export(ckpt, "clipf-vit-micro", tmp_path / "pretrain" / "export", verify=False)
+    model = open_clip.create_model(f"local-dir:{folder}").eval()
+    full = open_clip.get_tokenizer(f"local-dir:{folder}")
+    assert full.context_length == 32 and tower.eval().context_length == k
+    cfg_path = tmp_path / "pretrain" / "clipf.json"
+    cfg_path.write_text(json.dumps(masked_cfg(prompt_table, k, pos_extend="repeat")))
+    spec = ev.prompt_spec("masked", json.loads(cfg_path.read_text()), cfg_path)
+    texts = [f"a photo of a {c} square." for c in COLORS] + ["a picture that is red", "a blue thing."]
+    texts += ["a photo of a thing that is a green square of a yellow picture ."]
+    ids = ev.prompt_tokenizer(full, {}, spec)(texts)
+    trained = masking.MaskingTokenizer("frequency", k, seed=0, table=prompt_table, threshold=1e-2)(texts)
+    assert ids.shape == (len(texts), 32) and torch.equal(ids[:, :k], trained) and not ids[:, k:].any()
+    assert not torch.equal(ids, full(texts))  # the long prompts are masked, not cut
+    kept = [masking.decode(row) for row in trained[:4]]
+    assert all(c in text for c, text in zip(COLORS, kept, strict=True))  # rare words kept first
+    with torch.no_grad():
+        on_export, on_tower = model.encode_text(ids), tower.encode_text(trained)
+    assert torch.allclose(on_export, on_tower, rtol=1e-5, atol=1e-6)
+    # the same through the evaluation's own path: the export's tokenizer, the phase's clipf.json
+    (spec2,) = ev.prompt_specs(ev.resolve_checkpoint(tmp_path, str(folder)), tmp_path, ["masked"]).values()
+    assert spec2 == spec and spec.key()["table_sha256"] == ev.file_sha256(prompt_table)
+
+
+def test_both_protocols_on_a_tiny_run(tmp_path, world, prompt_table, capsys):
+    runs = tmp_path / "runs"
+    run = tiny_run(runs, "frequency-k5-m75-t1e-2-s0", pretrain=masked_cfg(prompt_table))
+    df = ev.evaluate_run(run, world=world, prompts=["full", "masked"], **FAST)
+    out = capsys.readouterr().out
+    assert "finetune (masked prompts)" in out and "no text masker: the masked protocol is the full one" in out
+    assert sorted(df.protocol.unique()) == ["full", "masked"]
+    assert len(df[df.protocol == "full"]) == len(df[df.protocol == "masked"])
+    assert ("pretrain", "wds/colors", "masked") in df.attrs["computed"]
+    assert ("finetune", "wds/colors", "masked") in df.attrs["computed"]  # shared with full: one run
+    read = {
+        (ckpt, p): json.loads((run / "eval" / ckpt / sub / "wds_colors.json").read_text())
+        for ckpt in ("pretrain", "finetune")
+        for p, sub in (("full", ""), ("masked", "masked"))
+    }
+    pre = read["pretrain", "masked"]["clipf"]
+    assert pre["protocol"] == "masked" and pre["prompts"]["masker"] == "frequency"
+    assert pre["prompts"]["text_tokens"] == 5 and pre["prompts"]["options"]["rule"] == "authors"
+    assert pre["prompts"]["options"]["threshold"] == 1e-2 and not pre["prompts"]["same_as_full"]
+    assert pre["cache_key"] != read["pretrain", "full"]["clipf"]["cache_key"]
+    assert read["pretrain", "full"]["clipf"]["protocol"] == "full"
+    fin_m, fin_f = read["finetune", "masked"], read["finetune", "full"]
+    assert fin_m["clipf"]["prompts"]["same_as_full"] and fin_m["metrics"] == fin_f["metrics"]
+    assert fin_m["clipf"]["cache_key"] == fin_f["clipf"]["cache_key"]
+    for ckpt in ("pretrain", "finetune"):
+        assert (run / "eval" / ckpt / "masked" / "wds_captions.json").is_file()
+    # the tidy table and the summary carry both protocols
+    tidy = ev.collect(runs, tmp_path / "results.csv", parquet=False)
+    assert list(tidy.columns) == ev.COLUMNS + ev.EXTRA_COLUMNS
+    assert tidy.groupby("protocol").size().to_dict() == {"full": len(tidy) // 2, "masked": len(tidy) // 2}
+    assert tidy.freq_rule.eq("authors").all() and tidy.freq_threshold.eq(1e-2).all()
+    row = tidy[(tidy.checkpoint == "pretrain") & (tidy.protocol == "masked") & (tidy.metric == "acc1")]
+    assert row[row.dataset == "wds/colors"].value.iloc[0] == read["pretrain", "masked"]["metrics"]["acc1"]
+    summary = json.loads((run / "eval" / "summary.json").read_text())
+    assert set(summary) == {"pretrain", "finetune", "masked"}
+    assert (
+        summary["masked"]["pretrain"]["wds/colors"]["acc1"] == read["pretrain", "masked"]["metrics"]["acc1"]
+    )
+    assert summary["pretrain"]["wds/colors"]["acc1"] == read["pretrain", "full"]["metrics"]["acc1"]
+    # cached under both; a new table recomputes the masked results only
+    again = ev.evaluate_run(run, world=world, prompts=["full", "masked"], **FAST)
+    assert again.attrs["computed"] == [] and len(again.attrs["cached"]) == 8
+    from clipf.freq import FreqTable
+
+    FreqTable(counts={**PROMPT_WORDS, "red": 500}, total=sum(PROMPT_WORDS.values()) + 495).save(prompt_table)
+    third = ev.evaluate_run(
+        run, "pretrain", ["wds/colors"], world / "eval", prompts=["full", "masked"], **FAST
+    )
+    assert third.attrs["computed"] == [("pretrain", "wds/colors", "masked")]
+    # masked asked for alone on an unmasked phase: the full result on disk is its result
+    shutil.rmtree(run / "eval" / "finetune" / "masked")
+    fourth = ev.evaluate_run(run, "finetune", ["wds/colors"], world / "eval", prompts="masked", **FAST)
+    assert fourth.attrs["computed"] == []  # the full result of the same encoding, written for masked
+    assert (
+        json.loads((run / "eval" / "finetune" / "masked" / "wds_colors.json").read_text())["metrics"]
+        == (fin_f["metrics"])
+    )
+
+
+def test_masked_on_an_unmasked_baseline_is_full_and_says_so(tmp_path, world, capsys):
+    run = tiny_run(
+        tmp_path / "runs", "truncate-k32-m0-s0", pretrain={"masker": "truncate", "text_tokens": 32}
+    )
+    rc = ev.cli([str(run), "--world", str(world), "--datasets", "wds/colors", "--prompts", "full", "masked"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert (
+        "pretrain (masked prompts)" in out
+        and "truncation at K = 32: the masked protocol is the full one" in out
+    )
+    for ckpt in ("pretrain", "finetune"):
+        full = json.loads((run / "eval" / ckpt / "wds_colors.json").read_text())
+        masked = json.loads((run / "eval" / ckpt / "masked" / "wds_colors.json").read_text())
+        assert masked["metrics"] == full["metrics"] and masked["clipf"]["prompts"]["same_as_full"]
+    assert "protocol" in out  # the printed table has a column per (checkpoint, protocol)
+
+
+def test_old_results_and_runs_read_as_before(tmp_path):
+    """Results written before protocols existed are `full`; a frequency run whose clipf.json has no
+    freq_rule was trained with the clamped rule (the only one clipf had), and masked prompts say so."""
+    runs = tmp_path / "runs"
+    (runs / "old" / "pretrain").mkdir(parents=True)
+    (runs / "old" / "pretrain" / "clipf.json").write_text(json.dumps({"masker": "frequency", "seed": 0}))
+    fake_result(runs / "old", "pretrain", 0.25)
+    tidy = ev.collect(runs)
+    assert tidy.protocol.tolist() == ["full"] and tidy.freq_rule.tolist() == ["clamped"]
+    assert ev.trained_rule({"masker": "frequency"}) == "clamped"
+    assert ev.trained_rule({"masker": "frequency", "freq_rule": "authors"}) == "authors"
+    assert ev.trained_rule({"masker": "frequency", "mask_options": {"rule": "authors"}}) == "authors"
+    assert ev.trained_rule({"masker": "block"}) is None
+    sched = {
+        "masker": "block",
+        "mask_schedule": [
+            {"start": 0, "masker": "block", "k": 8},
+            {"start": 1, "masker": "frequency", "k": 6},
+        ],
+    }
+    assert ev.trained_rule(sched) == "clamped"
+    table = tmp_path / "t.json"
+    from clipf.freq import FreqTable
+
+    FreqTable(counts={"a": 3, "red": 1}, total=4).save(table)
+    legacy = {"masker": "frequency", "text_tokens": 6, "freq_table": str(table), "epochs": 2}
+    spec = ev.prompt_spec("masked", legacy, tmp_path / "clipf.json")
+    assert spec.options["rule"] == "clamped" and "trained before --freq-rule" in spec.notes[0]
+    assert (
+        ev.prompt_spec("masked", {**sched, "freq_table": str(table), "epochs": 2}, table).masker
+        == "frequency"
+    )
+    assert ev.prompt_spec("masked", {**sched, "freq_table": str(table)}, table, epoch=1).masker == "block"
+    interp = ev.prompt_spec("masked", {**legacy, "pos_extend": "interpolate"}, table)
+    assert any("not the K-token tower's encoding" in n for n in interp.notes)
+
+
+def test_masked_protocol_bad_input(tmp_path, world, prompt_table):
+    run = tiny_run(tmp_path / "runs", "f", pretrain=masked_cfg(prompt_table))
+    expect_error(
+        r"unknown prompt protocol 'maskd'", run, "pretrain", ["wds/colors"], world / "eval", prompts="maskd"
+    )
+    prompt_table.unlink()
+    expect_error(
+        r"frequency table .*freq\.json is gone",
+        run,
+        "pretrain",
+        ["wds/colors"],
+        world / "eval",
+        prompts="masked",
+    )
+    # an export with no clipf.json beside it or its checkpoint: masked cannot know the masker
+    bare = tmp_path / "bare"
+    shutil.copytree(run / "pretrain" / "export", bare / "export")
+    with pytest.raises(ev.EvalError, match="no clipf.json describes how this checkpoint was trained"):
+        (run / "pretrain" / "clipf.json").unlink()
+        ev.evaluate_model(bare / "export", ["wds/colors"], world / "eval", prompts="masked", **FAST)
+    assert ev.evaluate_model(bare / "export", ["wds/colors"], world / "eval", **FAST)["wds/colors"]["metrics"]
+    with pytest.raises(ev.EvalError, match="not a protocol name"):
+        ev.evaluate_run(
+            run, str(run / "pretrain" / "export"), ["wds/colors"], world / "eval", label="masked", **FAST
+        )
 
 
 # ---------------------------------------------------------------- bad input

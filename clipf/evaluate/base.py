@@ -21,12 +21,13 @@ COLUMNS = [
     "seed",
     "epochs",
     "checkpoint",
+    "protocol",
     "dataset",
     "task",
     "metric",
     "value",
 ]
-EXTRA_COLUMNS = ["model", "freq_threshold", "finetune_epochs", "weights_sha256"]
+EXTRA_COLUMNS = ["model", "freq_threshold", "freq_rule", "finetune_epochs", "weights_sha256"]
 TASKS = ("zeroshot_classification", "zeroshot_retrieval", "image_caption_selection")
 DEFAULT_RECALL_K = (1, 5, 10)
 

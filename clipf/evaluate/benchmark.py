@@ -18,6 +18,16 @@ from clipf.evaluate.base import DEFAULT_RECALL_K, PHASES, EvalError, sha_of
 from clipf.evaluate.checkpoints import Checkpoint, export_checkpoint, exported, resolve_checkpoint
 from clipf.evaluate.collect import run_metadata, tidy_frame, tidy_rows, write_summary
 from clipf.evaluate.datasets import DatasetSpec, check_dataset, discover, fingerprint, world_root
+from clipf.evaluate.protocols import (
+    DEFAULT_PROTOCOL,
+    PROTOCOLS,
+    PromptSpec,
+    check_protocols,
+    masked_tokenizer,
+    phase_config,
+    prompt_spec,
+    protocol_dir,
+)
 from clipf.files import FULL_CONTEXT, write_json
 
 
@@ -52,13 +62,21 @@ def recall_ks(spec: DatasetSpec, recall_k: Sequence[int]) -> list[int]:
     return kept
 
 
-def cache_key(ckpt_sha: str, spec: DatasetSpec, data_fp: str, options: Mapping) -> str:
-    """The key a cached result must carry to be read back instead of recomputed."""
+def cache_key(
+    ckpt_sha: str, spec: DatasetSpec, data_fp: str, options: Mapping, prompts: PromptSpec | None = None
+) -> str:
+    """The key a cached result must carry to be read back instead of recomputed. ``prompts``: the prompt
+    protocol's encoding (:class:`~clipf.evaluate.protocols.PromptSpec`); the full protocol's adds nothing,
+    so its key is the one results had before protocols existed, and a ``masked`` protocol that encodes as
+    ``full`` (a phase trained without a masker) shares it."""
     opts = {k: options[k] for k in ("split", "language", "amp")}
     if spec.task == "zeroshot_retrieval":
         opts["recall_k"] = list(options["recall_k"])
     opts["annotation_file"] = spec.annotation_file
     opts["clip_benchmark"] = versions().get("clip_benchmark")
+    extra = None if prompts is None else prompts.key()
+    if extra is not None:
+        opts["prompts"] = extra
     return sha_of({"model": ckpt_sha, "dataset": spec.name, "data": data_fp, "task": spec.task, **opts})
 
 
@@ -93,13 +111,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def prompt_tokenizer(tokenizer: Callable, options: Mapping) -> Callable:
+def prompt_tokenizer(tokenizer: Callable, options: Mapping, prompts: PromptSpec | None = None) -> Callable:
     """The tokenizer CLIP_benchmark encodes the text side with: zero-shot class prompts (template x class
-    name) and retrieval captions. The one place the evaluation protocol's prompt encoding is chosen: today
-    always the export's own open_clip tokenizer at its full context (evaluation text is never masked nor
-    cut). A protocol that encodes prompts differently returns another callable here (``texts ->
-    LongTensor[N, context]``) and adds its option to :func:`cache_key`."""
-    return tokenizer
+    name) and retrieval captions. The one place the evaluation protocol's prompt encoding is chosen
+    (:mod:`clipf.evaluate.protocols`): ``full`` (or None), the export's own open_clip tokenizer at its full
+    context; ``masked``, the checkpoint's training masker at its K, zero-padded to the export's context
+    (``texts -> LongTensor[N, context]``; a fresh one per call, so masks do not depend on what was
+    evaluated before). Each protocol's encoding is part of :func:`cache_key`."""
+    if prompts is None or prompts.same_as_full:
+        return tokenizer
+    context = int(getattr(tokenizer, "context_length", 0) or FULL_CONTEXT)
+    return masked_tokenizer(prompts, context)
 
 
 def benchmark_dataset(model, transform, tokenizer, spec: DatasetSpec, options: Mapping) -> dict:
@@ -237,17 +259,45 @@ def evaluate_model(
     device: str | None = None,
     threads: int | None = None,
     annotation_file: str = "",
+    prompts: str = "full",
     force: bool = False,
     verbose: bool = False,
 ) -> dict[str, dict]:
     """CLIP_benchmark on one ``local-dir`` export: ``{dataset: CLIP_benchmark JSON}``; with ``out_dir``,
-    written (and read back when cached) as ``out_dir/<dataset>.json``."""
+    written (and read back when cached) as ``out_dir/<dataset>.json`` (``out_dir/<protocol>/`` for a
+    protocol other than ``full``). ``prompts``: ``full`` | ``masked`` (:mod:`clipf.evaluate.protocols`;
+    masked reads the clipf.json of the phase the export came from)."""
+    (protocol,) = check_protocols(prompts) if isinstance(prompts, str) else [None]
+    if protocol is None:
+        raise EvalError(
+            f"evaluate_model takes one prompt protocol ({' | '.join(PROTOCOLS)}), got {prompts!r}"
+        )
     specs = plan_datasets(datasets, dataset_root, world, split, annotation_file)
     ckpt = export_checkpoint(Path(export), Path(export).name)
     opts = eval_options(batch_size, num_workers, split, language, recall_k, amp, device, threads)
-    return evaluate_checkpoint(
-        ckpt, specs, opts, Path(export), None if out_dir is None else Path(out_dir), force, verbose
-    )
+    out = None if out_dir is None else Path(out_dir)
+    results = evaluate_checkpoint(ckpt, specs, opts, Path(export), out, force, verbose, protocols=[protocol])
+    return results[protocol]
+
+
+def _checkpoint_epoch(ckpt: Checkpoint) -> int | None:
+    """The 1-based epoch of a training checkpoint file (``epoch_N.pt``), None for an export."""
+    m = re.fullmatch(r"epoch_(\d+)", Path(ckpt.source).stem) if ckpt.export is None else None
+    return int(m.group(1)) if m else None
+
+
+def prompt_specs(
+    ckpt: Checkpoint, run: Path, protocols: Sequence[str], seed: int = 0
+) -> dict[str, PromptSpec]:
+    """Each protocol's encoding of a checkpoint's text side (``masked``: from its phase's clipf.json)."""
+    out: dict[str, PromptSpec] = {}
+    config: tuple[dict, Path | None] | None = None
+    for protocol in protocols:
+        if protocol != "full" and config is None:
+            config = phase_config(ckpt.source, ckpt.export, ckpt.info.get("provenance"), run)
+        cfg, path = config or ({}, None)
+        out[protocol] = prompt_spec(protocol, cfg, path, epoch=_checkpoint_epoch(ckpt), seed=seed)
+    return out
 
 
 def evaluate_checkpoint(
@@ -260,21 +310,41 @@ def evaluate_checkpoint(
     verbose: bool,
     run_name: str | None = None,
     computed: list | None = None,
-) -> dict[str, dict]:
-    """CLIP_benchmark on one checkpoint over ``specs``: ``{dataset: CLIP_benchmark JSON}``, read back from
-    ``out_dir`` where cached, else computed (and written there); ``computed`` collects the pairs computed."""
-    results: dict[str, dict] = {}
-    todo: list[tuple[DatasetSpec, str, str, Path | None]] = []
+    protocols: Sequence[str] = ("full",),
+) -> dict[str, dict[str, dict]]:
+    """CLIP_benchmark on one checkpoint over ``specs`` under each prompt protocol: ``{protocol: {dataset:
+    CLIP_benchmark JSON}}``, read back from ``out_dir`` (:func:`~clipf.evaluate.protocols.protocol_dir`)
+    where cached, else computed (and written there); ``computed`` collects the (checkpoint, dataset[,
+    protocol]) computed. A protocol that encodes as another one (``masked`` on an unmasked phase) is
+    computed once and written for both."""
+    protocols = check_protocols(protocols)
+    prompts = prompt_specs(ckpt, run, protocols, opts.get("seed", 0))
+    for protocol, p in prompts.items():
+        for note in p.notes:
+            print(f"clipf eval: note: {ckpt.label} ({protocol} prompts): {note}", flush=True)
+    results: dict[str, dict[str, dict]] = {p: {} for p in protocols}
+    todo: dict[str, list] = {}  # cache key -> [(protocol, spec, spec_opts, fp, path), ...]
+    found: dict[str, dict] = {}  # cache key -> a cached result with it
     for spec in specs:
         fp = fingerprint(spec.files)
         spec_opts = {**opts, "recall_k": recall_ks(spec, opts["recall_k"])}
-        key = cache_key(ckpt.sha256, spec, fp, spec_opts)
-        path = None if out_dir is None else out_dir / f"{spec.slug}.json"
-        cached = None if (force or path is None) else _load_cached(path, key)
-        if cached is not None:
-            results[spec.name] = cached
-        else:
-            todo.append((spec, spec_opts, fp, key, path))
+        for protocol in protocols:
+            key = cache_key(ckpt.sha256, spec, fp, spec_opts, prompts[protocol])
+            path = None if out_dir is None else protocol_dir(out_dir, protocol) / f"{spec.slug}.json"
+            cached = None if (force or path is None) else _load_cached(path, key)
+            if cached is not None:
+                results[protocol][spec.name] = found[key] = cached
+                continue
+            todo.setdefault(key, []).append((protocol, spec, spec_opts, fp, path))
+            if prompts[protocol].same_as_full and path is not None and not force and key not in found:
+                full = _load_cached(protocol_dir(out_dir, DEFAULT_PROTOCOL) / f"{spec.slug}.json", key)
+                if full is not None:
+                    found[key] = full
+    for key in [k for k in todo if k in found]:  # encodes as a protocol already cached: its numbers
+        for protocol, spec, _, _, path in todo.pop(key):
+            clipf_block = {**found[key]["clipf"], "protocol": protocol, "prompts": prompts[protocol].record()}
+            results[protocol][spec.name] = dump = {**found[key], "clipf": clipf_block}
+            write_json(path, dump)
     if not todo:
         return results
     from clip_benchmark.models import load_clip
@@ -303,52 +373,86 @@ def evaluate_checkpoint(
                 "tokens (export at the full context with `clipf export --context-length 32`)",
                 stacklevel=2,
             )
-        prompts = prompt_tokenizer(tokenizer, opts)
-        for spec, spec_opts, fp, key, path in todo:
+        for key, jobs in todo.items():
+            protocol, spec, spec_opts, fp, _ = jobs[0]
+            texts = prompt_tokenizer(tokenizer, spec_opts, prompts[protocol])
             t0 = time.perf_counter()
             try:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=r"WebDataset\(shardshuffle=")
                     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-                    metrics = benchmark_dataset(model, transform, prompts, spec, spec_opts)
+                    metrics = benchmark_dataset(model, transform, texts, spec, spec_opts)
             except EvalError:
                 raise
             except Exception as exc:
                 raise EvalError(
                     f"{spec.name} ({spec.root}): CLIP_benchmark failed: {_describe(exc)}"
                 ) from exc
-            dump = {
-                "dataset": spec.name,
-                "model": f"local-dir:{ckpt.source}" if ckpt.export is not None else str(ckpt.source),
-                "pretrained": "",
-                "task": spec.task,
-                "metrics": metrics,
-                "language": opts["language"],
-                "clipf": {
-                    "run": run_name,
-                    "checkpoint": ckpt.label,
-                    "source": str(Path(ckpt.source).resolve()),
-                    "checkpoint_sha256": ckpt.sha256,
-                    **{k: v for k, v in ckpt.info.items() if k != "provenance"},
-                    "text_context_length": context,
-                    "dataset_root": str(Path(spec.root).resolve()),
-                    "dataset_fingerprint": fp,
-                    "cache_key": key,
-                    "options": {
-                        k: spec_opts[k] for k in ("split", "language", "recall_k", "amp", "batch_size")
-                    },
-                    "device": opts["device"],
-                    "seconds": round(time.perf_counter() - t0, 3),
-                    "time": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "versions": versions(),
-                },
-            }
-            if path is not None:
-                write_json(path, dump)
-            if computed is not None:
-                computed.append((ckpt.label, spec.name))
-            results[spec.name] = dump
+            seconds = round(time.perf_counter() - t0, 3)
+            for protocol, spec, spec_opts, fp, path in jobs:
+                dump = _result_json(
+                    ckpt,
+                    spec,
+                    spec_opts,
+                    opts,
+                    metrics,
+                    run_name,
+                    context,
+                    fp,
+                    key,
+                    seconds,
+                    prompts[protocol],
+                )
+                if path is not None:
+                    write_json(path, dump)
+                if computed is not None:
+                    computed.append(
+                        (ckpt.label, spec.name) if protocol == "full" else (ckpt.label, spec.name, protocol)
+                    )
+                results[protocol][spec.name] = dump
     return results
+
+
+def _result_json(
+    ckpt: Checkpoint,
+    spec: DatasetSpec,
+    spec_opts: Mapping,
+    opts: Mapping,
+    metrics: dict,
+    run_name: str | None,
+    context: int,
+    fp: str,
+    key: str,
+    seconds: float,
+    prompts: PromptSpec,
+) -> dict:
+    """CLIP_benchmark's JSON of one (checkpoint, dataset, protocol) + clipf's block."""
+    return {
+        "dataset": spec.name,
+        "model": f"local-dir:{ckpt.source}" if ckpt.export is not None else str(ckpt.source),
+        "pretrained": "",
+        "task": spec.task,
+        "metrics": metrics,
+        "language": opts["language"],
+        "clipf": {
+            "run": run_name,
+            "checkpoint": ckpt.label,
+            "protocol": prompts.protocol,
+            "source": str(Path(ckpt.source).resolve()),
+            "checkpoint_sha256": ckpt.sha256,
+            **{k: v for k, v in ckpt.info.items() if k != "provenance"},
+            "text_context_length": context,
+            "prompts": prompts.record(),
+            "dataset_root": str(Path(spec.root).resolve()),
+            "dataset_fingerprint": fp,
+            "cache_key": key,
+            "options": {k: spec_opts[k] for k in ("split", "language", "recall_k", "amp", "batch_size")},
+            "device": opts["device"],
+            "seconds": seconds,
+            "time": datetime.datetime.now().isoformat(timespec="seconds"),
+            "versions": versions(),
+        },
+    }
 
 
 def evaluate_run(
@@ -368,20 +472,25 @@ def evaluate_run(
     threads: int | None = None,
     annotation_file: str = "",
     label: str | None = None,
+    prompts: str | Sequence[str] = "full",
     force: bool = False,
     verbose: bool = False,
 ):
     """CLIP_benchmark on a run's checkpoint(s); returns the tidy rows (DataFrame, columns as
-    :func:`collect`) of every (checkpoint, dataset) asked for, computed or read back from the cache.
+    :func:`collect`) of every (checkpoint, dataset, protocol) asked for, computed or read back from the
+    cache.
 
     ``checkpoint``: ``"pretrain"``, ``"finetune"``, an export folder or a ``.pt`` path, or a list; None:
     both phases the run has. ``datasets``: CLIP_benchmark names; None: every webdataset set under
-    ``dataset_root`` (or ``world``'s ``eval/``). ``amp``: None = on CUDA only. ``force``: recompute.
-    ``df.attrs["computed"]`` / ``df.attrs["cached"]``: the (checkpoint, dataset) pairs of each kind.
+    ``dataset_root`` (or ``world``'s ``eval/``). ``prompts``: ``"full"`` | ``"masked"`` or both
+    (:mod:`clipf.evaluate.protocols`). ``amp``: None = on CUDA only. ``force``: recompute.
+    ``df.attrs["computed"]`` / ``df.attrs["cached"]``: the (checkpoint, dataset) pairs of each kind
+    (``(checkpoint, dataset, protocol)`` for a protocol other than ``full``).
     """
     run = Path(run)
     if not run.is_dir():
         raise EvalError(f"{run}: no such run folder")
+    protocols = check_protocols(prompts)
     specs = plan_datasets(datasets, dataset_root, world, split, annotation_file)
     if checkpoint is None:
         wanted = [p for p in PHASES if (run / p).is_dir()]
@@ -395,18 +504,27 @@ def evaluate_run(
     opts = eval_options(batch_size, num_workers, split, language, recall_k, amp, device, threads)
     meta = run_metadata(run)
     rows: list[dict] = []
-    computed: list[tuple[str, str]] = []
+    computed: list[tuple[str, ...]] = []
     for ckpt in ckpts:
-        if not re.fullmatch(r"[\w.+-]+", ckpt.label):
-            raise EvalError(f"checkpoint label {ckpt.label!r}: letters, digits, '_', '-', '.', '+' only")
+        if not re.fullmatch(r"[\w.+-]+", ckpt.label) or ckpt.label in PROTOCOLS:
+            raise EvalError(
+                f"checkpoint label {ckpt.label!r}: letters, digits, '_', '-', '.', '+' only, and not a "
+                f"protocol name ({', '.join(PROTOCOLS)})"
+            )
         results = evaluate_checkpoint(
-            ckpt, specs, opts, run, run / "eval" / ckpt.label, force, verbose, run.name, computed
+            ckpt, specs, opts, run, run / "eval" / ckpt.label, force, verbose, run.name, computed, protocols
         )
-        for spec in specs:
-            rows += tidy_rows(run.name, meta, ckpt.label, results[spec.name])
+        for protocol in protocols:
+            for spec in specs:
+                rows += tidy_rows(run.name, meta, ckpt.label, results[protocol][spec.name], protocol)
     write_summary(run)
     df = tidy_frame(rows)
-    pairs = [(c.label, s.name) for c in ckpts for s in specs]
+    pairs = [
+        (c.label, s.name) if p == "full" else (c.label, s.name, p)
+        for c in ckpts
+        for p in protocols
+        for s in specs
+    ]
     df.attrs["computed"] = computed
     df.attrs["cached"] = [p for p in pairs if p not in computed]
     return df

@@ -9,6 +9,7 @@ from pathlib import Path
 from clipf.evaluate.base import COLUMNS, DEFAULT_RECALL_K, EXTRA_COLUMNS, EvalError
 from clipf.evaluate.benchmark import evaluate_run
 from clipf.evaluate.collect import collect
+from clipf.evaluate.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 
 def _eval_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,15 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default="en")
     p.add_argument("--recall-k", type=int, nargs="+", default=list(DEFAULT_RECALL_K))
     p.add_argument("--annotation-file", default="", help="retrieval annotations (mscoco_captions, flickr30k)")
+    p.add_argument(
+        "--prompts",
+        nargs="+",
+        choices=PROTOCOLS,
+        default=[DEFAULT_PROTOCOL],
+        metavar="PROTOCOL",
+        help="zero-shot protocol(s): full (prompts at 32 tokens; default) | masked (the authors' in-training "
+        "protocol: prompts and captions through the run's training masker at its K); both: --prompts full masked",
+    )
     p.add_argument("--force", action="store_true", help="recompute cached results")
     p.add_argument("--verbose", action="store_true", help="CLIP_benchmark's progress bars")
     return p
@@ -58,7 +68,7 @@ def _eval_parser() -> argparse.ArgumentParser:
 def _collect_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="clipf eval collect",
-        description="Gather RUN/eval/<checkpoint>/<dataset>.json of every run into one tidy table "
+        description="Gather RUN/eval/<checkpoint>/[<protocol>/]<dataset>.json of every run into one tidy table "
         "(CSV + Parquet): " + ", ".join(COLUMNS + EXTRA_COLUMNS) + ".",
     )
     p.add_argument("--runs", default="runs", help="folder of runs (or one run)")
@@ -94,6 +104,7 @@ def cli(argv: list[str] | None = None) -> int:
             threads=args.threads,
             annotation_file=args.annotation_file,
             label=args.label,
+            prompts=args.prompts,
             force=args.force,
             verbose=args.verbose,
         )
@@ -103,6 +114,7 @@ def cli(argv: list[str] | None = None) -> int:
     n_done, n_cached = len(df.attrs["computed"]), len(df.attrs["cached"])
     print(f"{args.run}: {n_done} evaluated, {n_cached} cached -> {Path(args.run) / 'eval'}")
     if not df.empty:
-        table = df.pivot_table(index=["dataset", "metric"], columns="checkpoint", values="value")
+        columns = "checkpoint" if df["protocol"].nunique() == 1 else ["checkpoint", "protocol"]
+        table = df.pivot_table(index=["dataset", "metric"], columns=columns, values="value")
         print(table.round(4).to_string())
     return 0
