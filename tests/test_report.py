@@ -15,14 +15,23 @@ DATASET = "world_objects"
 
 
 def tidy_rows(cells: list[tuple[str, int, float, str]], values: dict) -> pd.DataFrame:
-    """Rows as `clipf eval collect` writes them; values[(run_prefix, checkpoint)] = per-seed accuracies (0-1)."""
+    """Rows as `clipf eval collect` writes them; values[(run_prefix, checkpoint)] = per-seed accuracies (0-1)
+    under full prompts, values[(run_prefix, checkpoint, "masked")] under masked prompts."""
     rows = []
     for masker, k, r, prefix in cells:
-        for ckpt in R.CHECKPOINTS:
-            for seed, v in enumerate(values.get((prefix, ckpt), [])):
+        for ckpt, protocol in [(c, p) for c in R.CHECKPOINTS for p in ("full", "masked")]:
+            key = (prefix, ckpt) if protocol == "full" else (prefix, ckpt, protocol)
+            for seed, v in enumerate(values.get(key, [])):
                 run = f"{prefix}-s{seed}"
                 common = dict(
-                    run=run, masker=masker, text_tokens=k, image_mask=r, seed=seed, epochs=2, checkpoint=ckpt
+                    run=run,
+                    masker=masker,
+                    text_tokens=k,
+                    image_mask=r,
+                    seed=seed,
+                    epochs=2,
+                    checkpoint=ckpt,
+                    protocol=protocol,
                 )
                 rows.append(
                     {
@@ -76,6 +85,13 @@ VALUES = {
     ("frequency-k8-m50-t1e-3", "pretrain"): [0.5],
     ("frequency-k8-m50-t1e-3", "finetune"): [0.6],
     ("frequency-k4-m75-t1e-3", "pretrain"): [0.15, 0.17],
+    # masked prompts (the paper's pre-train protocol): the unmasked baselines as under full prompts
+    ("truncate-k32-m0", "pretrain", "masked"): [0.30, 0.32, 0.34],
+    ("truncate-k32-m75", "pretrain", "masked"): [0.20, 0.22, 0.24],
+    ("block-k8-m75", "pretrain", "masked"): [0.05, 0.06, 0.07],
+    ("frequency-k8-m75-t1e-3", "pretrain", "masked"): [0.30, 0.32, 0.34],
+    ("frequency-k8-m75-t1e-2", "pretrain", "masked"): [0.02, 0.02, 0.02],
+    ("frequency-k8-m75-t1e-3", "finetune", "masked"): [0.41, 0.43, 0.45],  # = full: not a column
 }
 
 
@@ -125,25 +141,60 @@ def test_main_table_mean_std_and_paper_beside(tidy):
     clip = table[table.model == "CLIP"].iloc[0]
     assert clip.paper_pretrain == 36.6 and np.isnan(clip.paper_finetune) and clip.finetune_n == 0
 
+    assert freq8.pretrain_masked_mean == pytest.approx(32.0) and freq8.pretrain_masked_n == 3
+    assert "finetune_masked_mean" not in table  # the fine-tune's masked prompts are its full ones
+
     shown = R.format_main_table(table)
     assert list(shown.columns) == [
         "Model",
         "Masking",
         "Image tokens",
         "Text tokens",
-        "Pre-train",
-        "Pre-train (paper)",
-        "Fine-tune",
-        "Fine-tune (paper)",
+        "Pre-train (masked prompts)",
+        "Pre-train (paper)",  # the paper's pre-train column: open_clip_train's eval, masked prompts
+        "Pre-train (full prompts)",
+        "Fine-tune (full prompts)",
+        "Fine-tune (paper)",  # after the unmasked tuning: full prompts
     ]
     row = shown[
         (shown.Masking == "frequency") & (shown["Image tokens"] == 49) & (shown["Text tokens"] == 8)
     ].iloc[0]
-    assert (row["Pre-train"], row["Pre-train (paper)"]) == ("36.0 ± 1.0", "36.6")
-    assert (row["Fine-tune"], row["Fine-tune (paper)"]) == ("43.0 ± 2.0", "39.3")
+    assert (row["Pre-train (masked prompts)"], row["Pre-train (paper)"]) == ("32.0 ± 2.0", "36.6")
+    assert row["Pre-train (full prompts)"] == "36.0 ± 1.0"
+    assert (row["Fine-tune (full prompts)"], row["Fine-tune (paper)"]) == ("43.0 ± 2.0", "39.3")
     clip_row = shown[shown.Model == "CLIP"].iloc[0]
-    assert (clip_row["Fine-tune"], clip_row["Fine-tune (paper)"]) == ("–", "–")
-    assert shown[shown["Image tokens"] == 98].iloc[0]["Pre-train"] == "50.0"  # one seed: no ± shown
+    assert (clip_row["Fine-tune (full prompts)"], clip_row["Fine-tune (paper)"]) == ("–", "–")
+    one_seed = shown[shown["Image tokens"] == 98].iloc[0]
+    assert one_seed["Pre-train (full prompts)"] == "50.0"  # one seed: no ± shown
+    assert one_seed["Pre-train (masked prompts)"] == "–"  # not measured
+    assert "beside the paper's pre-train column" in R.PROTOCOL_NOTE
+
+
+def test_a_table_from_before_the_protocols_reads_as_full(tidy):
+    """A results table without a protocol column is all full prompts: the masked column is empty, the
+    numbers are those of before; a frequency cell of another rule is not averaged in."""
+    old = tidy[tidy.protocol == "full"].drop(columns="protocol")
+    table = R.main_table(old)
+    freq8 = table[(table.masker == "frequency") & (table.text_tokens == 8) & (table.image_mask == 0.75)].iloc[
+        0
+    ]
+    assert freq8.pretrain_mean == pytest.approx(36.0) and freq8.pretrain_masked_n == 0
+    assert R.format_main_table(table)["Pre-train (masked prompts)"].eq("–").all()
+    assert "pretrain_masked" not in R.summary(table) and R.claims(table).protocol.eq("full").all()
+    rules = tidy.assign(freq_rule=np.where(tidy.masker == "frequency", "authors", None))
+    clamped = rules[rules.run.str.startswith("frequency-k8-m75-t1e-3")].assign(
+        freq_rule="clamped", value=0.9, run=lambda d: d.run + "-clamped"
+    )
+    both = pd.concat([rules, clamped, clamped.assign(run=lambda d: d.run + "x")], ignore_index=True)
+    by_rule = {
+        rule: R.main_table(both, rule=rule).set_index(["masker", "text_tokens", "image_mask"])
+        for rule in ("authors", "clamped")
+    }
+    assert by_rule["authors"].loc[("frequency", 8, 0.75), "pretrain_mean"] == pytest.approx(36.0)
+    assert by_rule["clamped"].loc[("frequency", 8, 0.75), "pretrain_mean"] == pytest.approx(90.0)
+    assert R.main_table(both).set_index(["masker", "text_tokens", "image_mask"]).loc[
+        ("frequency", 8, 0.75), "pretrain_mean"
+    ] == pytest.approx(90.0)  # the most common rule of the main threshold's cells
 
 
 def test_threshold_selection_and_sweep_table(tidy):
@@ -154,14 +205,18 @@ def test_threshold_selection_and_sweep_table(tidy):
     assert freq8.pretrain_mean == pytest.approx(1.0)
     sweep = R.threshold_table(tidy)
     k8 = sweep[(sweep.text_tokens == 8) & (sweep.image_mask == 0.75) & (sweep.checkpoint == "pretrain")]
-    assert k8.threshold.tolist() == [1e-3, 1e-2]
-    assert k8["mean"].tolist() == pytest.approx([36.0, 1.0])
+    full, masked = k8[k8.protocol == "full"], k8[k8.protocol == "masked"]
+    assert full.threshold.tolist() == [1e-3, 1e-2] == masked.threshold.tolist()
+    assert full["mean"].tolist() == pytest.approx([36.0, 1.0])
+    assert masked["mean"].tolist() == pytest.approx([32.0, 2.0])
 
 
 def test_summary_best_masker(tidy):
     s = R.summary(R.main_table(tidy))
     assert s["pretrain"]["frequency-k8-m75"] == pytest.approx(36.0)
+    assert s["pretrain_masked"]["frequency-k8-m75"] == pytest.approx(32.0)
     assert s["best_masker_finetune"]["k8"] == "frequency"
+    assert s["best_masker_pretrain_masked"]["k8"] == "frequency"
     json.dumps(s)
 
 
@@ -175,8 +230,20 @@ def test_writers_and_figures(tidy, tmp_path: Path):
     paths = R.write_table(R.format_main_table(table), tmp_path / "main_table")
     assert [p.suffix for p in paths] == [".csv", ".md", ".tex"]
     assert "36.0 ± 1.0" in paths[1].read_text() and "tabular" in paths[2].read_text()
+    assert "32.0 ± 2.0" in paths[1].read_text()  # the masked-prompts column
     assert "| 50.0 " in paths[1].read_text()  # one seed: "50.0", not reformatted to 50
-    figs = R.save_figure(R.tokens_figure(table, R.paper_results()), tmp_path / "tokens")
+    fig = R.tokens_figure(table, R.paper_results())
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[:3] == [
+        "ours: pre-train, masked prompts",
+        "ours: pre-train, full prompts",
+        "ours: fine-tune, full prompts",
+    ]
+    assert (
+        "paper (ImageNet): pre-train (masked prompts)" in titles
+        and "paper (ImageNet): fine-tune (full prompts)" in titles
+    )
+    figs = R.save_figure(fig, tmp_path / "tokens")
     assert all(p.stat().st_size > 1000 for p in figs)
     svg = figs[1].read_text()
     R.save_figure(R.tokens_figure(table, R.paper_results()), tmp_path / "tokens")
@@ -206,6 +273,9 @@ def test_datasets_table_every_set_side_by_side(tidy):
         "world_retrieval",
     ]  # unknown sets: by name
     assert shown.iloc[0][DATASET] == "32.0 ± 2.0"
+    masked = R.datasets_table(tidy, protocol="masked")
+    freq8m = masked[(masked.masker == "frequency") & (masked.text_tokens == 8) & (masked.image_mask == 0.75)]
+    assert freq8m[f"{DATASET}_mean"].iloc[0] == pytest.approx(32.0)
     with pytest.raises(ValueError, match="no 'final' classification"):
         R.datasets_table(tidy, checkpoint="final")
 
@@ -213,6 +283,16 @@ def test_datasets_table_every_set_side_by_side(tidy):
 def test_claims_verdicts_use_the_seed_noise(tidy):
     table = R.main_table(tidy)
     checks = R.claims(table)
+    assert checks.groupby(["checkpoint", "protocol"]).size().index.tolist() == [
+        ("finetune", "full"),
+        ("pretrain", "full"),
+        ("pretrain", "masked"),
+    ]
+    m8 = checks[(checks.protocol == "masked") & (checks.text_tokens == 8) & (checks.image_mask == 0.75)].iloc[
+        0
+    ]
+    assert m8.other == "block" and m8["diff"] == pytest.approx(26.0) and m8.verdict == "better"
+    checks = checks[checks.protocol == "full"]
     pre8 = checks[(checks.checkpoint == "pretrain") & (checks.text_tokens == 8) & (checks.image_mask == 0.75)]
     pre8 = pre8.set_index("claim")
     # no truncate cell at K=8 in this grid: only the best other masker (block, 20 ± 10 vs 36 ± 1)
@@ -405,3 +485,24 @@ def test_grounded_keep_rate_from_world_metadata():
     words["masker"], words["text_tokens"] = "m", 4
     rates = R.keep_rates(words).iloc[0]
     assert rates["grounded"] == pytest.approx(0.5) and rates["adjective"] == pytest.approx(0.5)
+
+
+def test_p_mask_curves_follow_the_rule():
+    """P_mask curves use the rule: the released one (default) goes below 0 for words rarer than t, the
+    clamped reading stops at 0; the figure shows the negative part."""
+    from clipf import freq
+
+    f = [1e-7, 1e-6, 1e-4, 1e-2]
+    authors, clamped = R.p_mask_curves(f, [1e-6]), R.p_mask_curves(f, [1e-6], rule="clamped")
+    assert authors.rule.eq("authors").all() and clamped.rule.eq("clamped").all()
+    assert authors.p_mask.tolist() == freq.p_values(f, 1e-6, "authors").tolist()
+    assert authors.p_mask.iloc[0] == pytest.approx(1 - round(np.sqrt(10), 6)) and clamped.p_mask.iloc[0] == 0
+    assert authors.p_mask.iloc[1:].tolist() == pytest.approx(clamped.p_mask.iloc[1:].tolist(), abs=1e-6)
+    fig = R.p_mask_figure(pd.concat([authors, clamped]))
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] < -2 and {t.get_text() for t in ax.get_legend().get_texts()} == {
+        "t = 1e-06 (authors)",
+        "t = 1e-06 (clamped)",
+    }
+    with pytest.raises(ValueError, match="rule='clampd'"):
+        R.p_mask_curves(f, [1e-6], rule="clampd")

@@ -2,8 +2,8 @@
 
 ``clipf eval RUN`` runs CLIP_benchmark's own code — its dataset builder (``build_dataset``), model loader
 (``load_clip``), zero-shot classifier and retrieval metrics — on ``RUN/<phase>/export`` (an open_clip
-``local-dir:`` model written by :mod:`clipf.export`, text tower at the full 32-token context: evaluation
-text is never masked nor cut). The model is loaded once per checkpoint and every dataset is evaluated with
+``local-dir:`` model written by :mod:`clipf.export`, text tower at the full 32-token context: under the
+default protocol evaluation text is never masked nor cut). The model is loaded once per checkpoint and every dataset is evaluated with
 it; each result is CLIP_benchmark's own JSON (``dataset, model, pretrained, task, metrics, language``)
 plus a ``clipf`` block (weights hash, dataset fingerprint, options, versions)::
 

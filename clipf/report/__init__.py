@@ -15,7 +15,11 @@ and ``clipf report`` call them; nothing here trains or evaluates.
 This package re-exports the first four, so ``from clipf import report; report.main_table(...)`` works.
 
 The tidy table (``clipf eval collect``) has one row per measurement:
-run, masker, text_tokens, image_mask, seed, epochs, checkpoint, dataset, task, metric, value.
+run, masker, text_tokens, image_mask, seed, epochs, checkpoint, protocol, dataset, task, metric, value
+(``protocol``: the zero-shot protocol, ``full`` or ``masked``; a table without it is ``full``). The main
+table shows our pre-train under both protocols: masked prompts beside the paper's pre-train column (its
+protocol), full prompts, then our fine-tune beside the paper's fine-tune column (full prompts both):
+:data:`PROTOCOL_NOTE`.
 """
 
 from __future__ import annotations
@@ -43,10 +47,15 @@ from clipf.report.tables import (
     CELL,
     CHECKPOINTS,
     DATASET_LABELS,
+    MAIN_COLUMNS,
+    MAIN_LABELS,
     MASKER_ORDER,
+    PAPER_BESIDE,
     PAPER_IMAGE_MASK,
     PAPER_MASKING,
+    PROTOCOL_NOTE,
     best_by_epoch,
+    column,
     compute_table,
     datasets_table,
     describe,
@@ -59,11 +68,14 @@ from clipf.report.tables import (
     main_threshold,
     markdown,
     mean_std,
+    measured_columns,
+    only_protocol,
     paper_results,
     patches_of,
     summary,
     threshold_of,
     threshold_table,
+    with_protocol,
     write_table,
     zero_shot,
 )
@@ -91,14 +103,19 @@ __all__ = [
     "CELL",
     "CHECKPOINTS",
     "DATASET_LABELS",
+    "MAIN_COLUMNS",
+    "MAIN_LABELS",
     "MASKER_ORDER",
+    "PAPER_BESIDE",
     "PAPER_IMAGE_MASK",
     "PAPER_MASKING",
     "POS_CLASSES",
+    "PROTOCOL_NOTE",
     "SPECIAL_IDS",
     "best_by_epoch",
     "claims",
     "cli",
+    "column",
     "compute_figure",
     "compute_table",
     "datasets_table",
@@ -125,6 +142,8 @@ __all__ = [
     "markdown",
     "masking_examples",
     "mean_std",
+    "measured_columns",
+    "only_protocol",
     "p_mask_curves",
     "p_mask_figure",
     "paper_results",
@@ -140,6 +159,7 @@ __all__ = [
     "tokens_figure",
     "training_figure",
     "verdict",
+    "with_protocol",
     "word_keep_stats",
     "words_of",
     "write_table",
@@ -161,12 +181,16 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--metric", default="acc1")
     parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument(
+        "--rule", default=None, help="frequency cells of this rule (default: the most common)"
+    )
     parser.add_argument("--patches", type=int, default=196)
     args = parser.parse_args(argv)
     tidy = pd.read_csv(args.results)
-    table = main_table(tidy, args.dataset, args.metric, args.threshold, args.patches)
-    paths = write_table(format_main_table(table), Path(args.out) / "main_table")
+    table = main_table(tidy, args.dataset, args.metric, args.threshold, args.patches, rule=args.rule)
+    paths = write_table(format_main_table(table), Path(args.out) / "main_table", caption=PROTOCOL_NOTE)
     write_json(Path(args.out) / "summary.json", summary(table))
     print(markdown(format_main_table(table)))
+    print(PROTOCOL_NOTE)
     print("wrote", ", ".join(map(str, paths)))
     return 0

@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clipf.report.tables import CHECKPOINTS, MASKER_ORDER, PAPER_MASKING
+from clipf.report.tables import (
+    MAIN_COLUMNS,
+    MASKER_ORDER,
+    PAPER_BESIDE,
+    PAPER_MASKING,
+    column,
+    measured_columns,
+)
 from clipf.report.words import POS_CLASSES, zipf_slope
 
 
@@ -49,51 +56,78 @@ def _baseline_lines(ax, table: pd.DataFrame, checkpoint: str) -> None:
             )
 
 
+PANEL_TITLES = {
+    ("pretrain", "masked"): "pre-train, masked prompts",
+    ("pretrain", "full"): "pre-train, full prompts",
+    ("finetune", "full"): "fine-tune, full prompts",
+}
+
+
 def tokens_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None):
-    """Accuracy vs text tokens per masker (mean ± std over seeds), pre-train and fine-tune side by
-    side; CLIP/FLIP as horizontal lines; the paper's curves underneath when ``paper`` is given."""
+    """Accuracy vs text tokens per masker (mean ± std over seeds), one panel per measured main-table
+    column (pre-train under masked prompts when measured, pre-train and fine-tune under full prompts);
+    CLIP/FLIP as horizontal lines; the paper's curves underneath when ``paper`` is given, each under our
+    column of the same protocol (its pre-train column under masked prompts, its fine-tune under full)."""
     plt = pyplot()
+    measured = measured_columns(table)
+    panels = [(c, p) for c, p in MAIN_COLUMNS if column(c, p) in measured or p == "full"]
+    if ("pretrain", "masked") in panels:
+        paper_at = dict(PAPER_BESIDE)
+    else:  # no masked numbers (results from before the protocols): the paper's pre-train under ours
+        paper_at = {("pretrain", "full"): "paper_pretrain", ("finetune", "full"): "paper_finetune"}
     nrows = 1 if paper is None else 2
-    fig, axes = plt.subplots(nrows, 2, figsize=(10, 3.6 * nrows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        nrows, len(panels), figsize=(5 * len(panels), 3.6 * nrows), squeeze=False, sharex=True
+    )
     masked = table[table["masking"] != "none"]
     colors = _masker_colors(MASKER_ORDER)
-    for col, ckpt in enumerate(CHECKPOINTS):
-        ax = axes[0, col]
+    for i, (ckpt, protocol) in enumerate(panels):
+        col = column(ckpt, protocol)
+        ax = axes[0, i]
         for masker, group in masked.groupby("masker", sort=False):
             for r, g in group.groupby("image_mask"):
                 g = g.sort_values("text_tokens")
                 style = "-" if r == masked["image_mask"].mode().iloc[0] else ":"
                 ax.errorbar(
                     g["text_tokens"],
-                    g[f"{ckpt}_mean"],
-                    yerr=g[f"{ckpt}_std"].fillna(0),
+                    g[f"{col}_mean"],
+                    yerr=g[f"{col}_std"].fillna(0),
                     label=f"{masker}" + ("" if style == "-" else f" (mask {r:g})"),
                     color=colors.get(masker),
                     linestyle=style,
                     marker="o",
                     capsize=3,
                 )
-        _baseline_lines(ax, table, ckpt)
-        ax.set_title(f"ours: {'pre-train' if ckpt == 'pretrain' else 'fine-tune'}")
+        _baseline_lines(ax, table, col)
+        ax.set_title(f"ours: {PANEL_TITLES[ckpt, protocol]}")
         ax.set_ylabel("zero-shot top-1 (%)")
-        if paper is not None:
-            pax = axes[1, col]
-            pm = paper[(paper["image_tokens"] == 49) & (paper["masking"] != "none")]
-            for masking, g in pm.groupby("masking", sort=False):
-                ours = {PAPER_MASKING.get(m, m): m for m in MASKER_ORDER}.get(masking, masking)
-                g = g.sort_values("text_tokens")
-                pax.plot(g["text_tokens"], g[f"{ckpt}_top1"], marker="s", color=colors.get(ours), label=ours)
-            for row in paper[paper["masking"] == "none"].itertuples(index=False):
-                v = getattr(row, f"{ckpt}_top1")
-                if not pd.isna(v):
-                    pax.axhline(
-                        v, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
-                    )
-            pax.set_title(f"paper (ImageNet): {'pre-train' if ckpt == 'pretrain' else 'fine-tune'}")
-            pax.set_ylabel("zero-shot top-1 (%)")
+        if paper is None:
+            continue
+        pax = axes[1, i]
+        if (ckpt, protocol) not in paper_at:
+            pax.axis("off")
+            pax.text(0.5, 0.5, "the paper: no column\nunder this protocol", ha="center", va="center")
+            continue
+        top1 = "pretrain_top1" if paper_at[ckpt, protocol] == "paper_pretrain" else "finetune_top1"
+        pm = paper[(paper["image_tokens"] == 49) & (paper["masking"] != "none")]
+        for masking, g in pm.groupby("masking", sort=False):
+            ours = {PAPER_MASKING.get(m, m): m for m in MASKER_ORDER}.get(masking, masking)
+            g = g.sort_values("text_tokens")
+            pax.plot(g["text_tokens"], g[top1], marker="s", color=colors.get(ours), label=ours)
+        for row in paper[paper["masking"] == "none"].itertuples(index=False):
+            v = getattr(row, top1)
+            if not pd.isna(v):
+                pax.axhline(
+                    v, color="k", linestyle="--" if row.model == "CLIP" else "-.", lw=1, label=row.model
+                )
+        what = "pre-train (masked prompts)" if top1 == "pretrain_top1" else "fine-tune (full prompts)"
+        pax.set_title(f"paper (ImageNet): {what}")
+        pax.set_ylabel("zero-shot top-1 (%)")
     for ax in axes[-1]:
         ax.set_xlabel("text tokens K")
     for ax in axes.flat:
+        if not ax.axison:
+            continue
         ax.set_xscale("log", base=2)
         ax.set_xticks([4, 6, 8, 16, 32], labels=["4", "6", "8", "16", "32"])
         ax.grid(alpha=0.3)
@@ -287,19 +321,24 @@ def zipf_figure(ranks: pd.DataFrame, label: int = 12):
     return fig
 
 
-def p_mask_figure(curves: pd.DataFrame, words: pd.DataFrame | None = None):
-    """P_mask against word frequency, one line per threshold t; ``words`` (word, freq) marked on top."""
+def p_mask_figure(curves: pd.DataFrame, words: pd.DataFrame | None = None, floor: float = -3.0):
+    """P_mask against word frequency, one line per threshold t (and rule, when ``curves`` has several);
+    ``words`` (word, freq) marked on top. Under the released rule words rarer than t have P < 0 (kept
+    first): the axis goes down to the lowest P, at most to ``floor``."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for t, g in curves.groupby("threshold"):
-        ax.semilogx(g["freq"], g["p_mask"], label=f"t = {t:g}")
+    rules = "rule" in curves and curves["rule"].nunique() > 1
+    for (t, rule), g in curves.assign(rule=curves.get("rule", "")).groupby(["threshold", "rule"]):
+        ax.semilogx(g["freq"], g["p_mask"], label=f"t = {t:g}" + (f" ({rule})" if rules else ""))
     if words is not None:
         for row in words.itertuples(index=False):
             ax.axvline(row.freq, color="#bbbbbb", lw=0.6)
             ax.annotate(row.word, (row.freq, 1.0), fontsize=7, rotation=90, va="top")
+    ax.axhline(0.0, color="k", lw=0.6)
+    low = max(float(curves["p_mask"].min()), floor) if len(curves) else 0.0
     ax.set_xlabel("word frequency f(w)")
     ax.set_ylabel("P_mask(w)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(min(low, 0.0) - 0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -2,7 +2,9 @@
 per-dataset table, summary), per-epoch curves, compute, and the writers (CSV + Markdown + LaTeX).
 
 The tidy table (``clipf eval collect``) has one row per measurement:
-run, masker, text_tokens, image_mask, seed, epochs, checkpoint, dataset, task, metric, value.
+run, masker, text_tokens, image_mask, seed, epochs, checkpoint, protocol, dataset, task, metric, value
+(+ freq_threshold, freq_rule, ...). A table without ``protocol`` (written before the two zero-shot
+protocols existed) is the ``full`` protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +20,21 @@ import pandas as pd
 from clipf.files import write_text
 
 CHECKPOINTS = ("pretrain", "finetune")
+FULL, MASKED = "full", "masked"  # the zero-shot protocols (clipf.evaluate.protocols)
+# The main table's columns of ours, in order: (checkpoint, protocol). The paper's pre-train column was
+# measured by open_clip_train's in-training zero-shot evaluation, handed the training tokenizer (class
+# prompts masked to K by the cell's own masker): our masked protocol sits beside it. Its fine-tune column
+# (after the unmasked tuning) used full prompts: our full protocol; our pre-train under full prompts is
+# shown between the two.
+MAIN_COLUMNS = (("pretrain", MASKED), ("pretrain", FULL), ("finetune", FULL))
+PAPER_BESIDE = {("pretrain", MASKED): "paper_pretrain", ("finetune", FULL): "paper_finetune"}
+PROTOCOL_NOTE = (
+    "Pre-train (masked prompts) is the paper's pre-train protocol: open_clip_train's in-training zero-shot "
+    "evaluation with the training tokenizer, class prompts masked to K by the cell's own masker; it sits "
+    "beside the paper's pre-train column. Full prompts (32 tokens, never masked) is the protocol of the "
+    "paper's fine-tune column, beside which our fine-tune sits; our pre-train under full prompts is shown "
+    "between the two."
+)
 MASKER_ORDER = ("truncate", "random", "block", "shuffle", "syntax", "frequency")
 PAPER_MASKING = {"truncate": "truncation"}  # our masker name -> the paper's column
 PAPER_IMAGE_MASK = {197: 0.0, 98: 0.5, 49: 0.75}  # ViT-B/16 image tokens -> patch-dropout ratio
@@ -78,6 +95,24 @@ def threshold_of(run: str) -> float:
 # ---------------------------------------------------------------- the tidy table
 
 
+def column(checkpoint: str, protocol: str = FULL) -> str:
+    """The main table's column prefix of a (checkpoint, protocol): ``pretrain``, ``pretrain_masked``."""
+    return checkpoint if protocol == FULL else f"{checkpoint}_{protocol}"
+
+
+def with_protocol(tidy: pd.DataFrame) -> pd.DataFrame:
+    """``tidy`` with a ``protocol`` column (a table written before protocols existed: all ``full``)."""
+    if "protocol" in tidy:
+        return tidy.assign(protocol=tidy["protocol"].fillna(FULL))
+    return tidy.assign(protocol=FULL)
+
+
+def only_protocol(tidy: pd.DataFrame, protocol: str = FULL) -> pd.DataFrame:
+    """The rows of one zero-shot protocol."""
+    rows = with_protocol(tidy)
+    return rows[rows["protocol"] == protocol]
+
+
 def zero_shot(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc1") -> pd.DataFrame:
     """Zero-shot classification rows of one dataset (default: the first), value in percent."""
     rows = tidy[(tidy["task"] == "zeroshot_classification") & (tidy["metric"] == metric)]
@@ -87,7 +122,7 @@ def zero_shot(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc
     dataset = dataset or datasets[0]
     if dataset not in datasets:
         raise ValueError(f"dataset {dataset!r} not in the results (have: {', '.join(datasets)})")
-    rows = rows[rows["dataset"] == dataset].copy()
+    rows = with_protocol(rows[rows["dataset"] == dataset])
     rows["value"] = rows["value"].astype(float) * (100.0 if rows["value"].max() <= 1.0 else 1.0)
     parsed = rows["run"].map(threshold_of)
     rows["threshold"] = (
@@ -96,14 +131,22 @@ def zero_shot(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc
     return rows
 
 
-def main_threshold(rows: pd.DataFrame, threshold: float | None = None) -> pd.DataFrame:
-    """Drop frequency cells of the threshold sweep other than ``threshold`` (default: the most common)."""
+def main_threshold(
+    rows: pd.DataFrame, threshold: float | None = None, rule: str | None = None
+) -> pd.DataFrame:
+    """Drop frequency cells of the threshold sweep other than ``threshold`` (default: the most common),
+    and those of another frequency rule than ``rule`` (default: the most common; ``freq_rule`` column)."""
     freq = rows["masker"] == "frequency"
     if not freq.any():
         return rows
     if threshold is None:
         threshold = rows.loc[freq, "threshold"].mode().iloc[0]
-    return rows[~freq | np.isclose(rows["threshold"], threshold)]
+    rows = rows[~freq | np.isclose(rows["threshold"], threshold)]
+    freq = rows["masker"] == "frequency"
+    if "freq_rule" in rows and rows.loc[freq, "freq_rule"].notna().any():
+        rule = rule or rows.loc[freq, "freq_rule"].dropna().mode().iloc[0]
+        rows = rows[~freq | (rows["freq_rule"] == rule)]
+    return rows
 
 
 def mean_std(values: pd.Series) -> pd.Series:
@@ -130,18 +173,25 @@ def main_table(
     threshold: float | None = None,
     patches: int = 196,
     full_text_tokens: int = 32,
+    rule: str | None = None,
 ) -> pd.DataFrame:
     """The paper's main table from our runs: one row per (masker, text tokens, image mask), mean/std/n
-    over seeds for each checkpoint, the paper's number beside it; in the paper's row order."""
-    rows = main_threshold(zero_shot(tidy, dataset, metric), threshold)
-    stats = rows.groupby([*CELL, "checkpoint"])["value"].apply(mean_std).unstack()
-    stats = stats.unstack("checkpoint")
-    stats.columns = [f"{ckpt}_{stat}" for stat, ckpt in stats.columns]
+    over seeds for each of :data:`MAIN_COLUMNS` — ``pretrain_masked_*`` (masked prompts), ``pretrain_*``
+    and ``finetune_*`` (full prompts) — the paper's numbers beside; in the paper's row order. Frequency
+    cells: those of ``threshold`` and ``rule`` (default: the most common)."""
+    rows = main_threshold(zero_shot(tidy, dataset, metric), threshold, rule)
+    rows = rows.assign(
+        column=[column(c, p) for c, p in rows[["checkpoint", "protocol"]].itertuples(index=False)]
+    )
+    stats = rows.groupby([*CELL, "column"])["value"].apply(mean_std).unstack()
+    stats = stats.unstack("column")
+    stats.columns = [f"{col}_{stat}" for stat, col in stats.columns]
     table = stats.reset_index()
-    for ckpt in CHECKPOINTS:
+    shown = [column(c, p) for c, p in MAIN_COLUMNS]
+    for col in shown:
         for stat in ("mean", "std", "n"):
-            if f"{ckpt}_{stat}" not in table:
-                table[f"{ckpt}_{stat}"] = 0 if stat == "n" else np.nan
+            if f"{col}_{stat}" not in table:
+                table[f"{col}_{stat}"] = 0 if stat == "n" else np.nan
     named = [describe(m, k, r, full_text_tokens) for m, k, r in table[CELL].itertuples(index=False)]
     table["model"] = [model for model, _ in named]
     table["masking"] = [masking for _, masking in named]
@@ -158,18 +208,24 @@ def main_table(
     table["_order"] = table["masker"].map({m: i for i, m in enumerate(MASKER_ORDER)})
     table = table.sort_values(["image_mask", "text_tokens", "_order"], ascending=[True, False, True])
     cols = ["model", "masking", "image_tokens", "text_tokens", "masker", "image_mask"]
-    cols += [f"{c}_{s}" for c in CHECKPOINTS for s in ("mean", "std", "n")] + [
-        "paper_pretrain",
-        "paper_finetune",
-    ]
+    cols += [f"{c}_{s}" for c in shown for s in ("mean", "std", "n")] + ["paper_pretrain", "paper_finetune"]
     table = table[cols].reset_index(drop=True)
-    for ckpt in CHECKPOINTS:
-        table[f"{ckpt}_n"] = table[f"{ckpt}_n"].fillna(0).astype(int)
+    for col in shown:
+        table[f"{col}_n"] = table[f"{col}_n"].fillna(0).astype(int)
     return table
 
 
+MAIN_LABELS = {
+    ("pretrain", MASKED): "Pre-train (masked prompts)",
+    ("pretrain", FULL): "Pre-train (full prompts)",
+    ("finetune", FULL): "Fine-tune (full prompts)",
+}
+
+
 def format_main_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """The main table as the paper lays it out, each of our cells followed by the paper's number."""
+    """The main table as the paper lays it out: our pre-train under masked prompts, the paper's pre-train
+    column beside it (the same protocol), our pre-train under full prompts, our fine-tune, the paper's
+    fine-tune column beside it (full prompts both) — :data:`PROTOCOL_NOTE`."""
 
     def paper(v: float) -> str:
         return "–" if pd.isna(v) else f"{v:.1f}"
@@ -182,42 +238,61 @@ def format_main_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
             "Text tokens": table["text_tokens"],
         }
     )
-    for ckpt, label in (("pretrain", "Pre-train"), ("finetune", "Fine-tune")):
-        out[label] = [
+    for ckpt, protocol in MAIN_COLUMNS:
+        col = column(ckpt, protocol)
+        out[MAIN_LABELS[ckpt, protocol]] = [
             fmt_mean_std(m, s, n, digits)
-            for m, s, n in table[[f"{ckpt}_mean", f"{ckpt}_std", f"{ckpt}_n"]].itertuples(index=False)
+            for m, s, n in table[[f"{col}_mean", f"{col}_std", f"{col}_n"]].itertuples(index=False)
         ]
-        out[f"{label} (paper)"] = table[f"paper_{ckpt}"].map(paper)
+        if (ckpt, protocol) in PAPER_BESIDE:
+            out[f"{'Pre-train' if ckpt == 'pretrain' else 'Fine-tune'} (paper)"] = table[
+                PAPER_BESIDE[ckpt, protocol]
+            ].map(paper)
     return out
 
 
 def threshold_table(tidy: pd.DataFrame, dataset: str | None = None, metric: str = "acc1") -> pd.DataFrame:
-    """Frequency masking across thresholds t (mean/std/n over seeds per checkpoint)."""
+    """Frequency masking across thresholds t (and rules) (mean/std/n over seeds per checkpoint and
+    zero-shot protocol)."""
     rows = zero_shot(tidy, dataset, metric)
     rows = rows[rows["masker"] == "frequency"]
+    keys = ["text_tokens", "image_mask", "threshold"]
+    if "freq_rule" in rows:
+        rows = rows.assign(freq_rule=rows["freq_rule"].fillna("clamped"))
+        keys.append("freq_rule")
+    keys += ["checkpoint", "protocol"]
     if rows.empty:
-        return pd.DataFrame(
-            columns=["text_tokens", "image_mask", "threshold", "checkpoint", "mean", "std", "n"]
-        )
-    stats = rows.groupby(["text_tokens", "image_mask", "threshold", "checkpoint"])["value"].apply(mean_std)
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
+    stats = rows.groupby(keys)["value"].apply(mean_std)
     return stats.unstack().reset_index()
 
 
+def measured_columns(table: pd.DataFrame) -> list[str]:
+    """The main table's column prefixes (:func:`column`) that hold at least one number."""
+    cols = [column(c, p) for c, p in MAIN_COLUMNS]
+    return [c for c in cols if f"{c}_n" in table and table[f"{c}_n"].fillna(0).sum() > 0]
+
+
 def summary(table: pd.DataFrame) -> dict:
-    """Headline numbers for ``dvc metrics``: mean accuracy per cell and checkpoint, the best masker per K."""
-    out: dict = {ckpt: {} for ckpt in CHECKPOINTS}
+    """Headline numbers for ``dvc metrics``: mean accuracy per cell and column (``pretrain``,
+    ``finetune``: full prompts; ``pretrain_masked``: masked prompts, when measured), the best masker per K."""
+    cols = [
+        c for c in (column(c, p) for c, p in MAIN_COLUMNS) if c in CHECKPOINTS or c in measured_columns(table)
+    ]
+    cols = sorted(cols, key=lambda c: (c not in CHECKPOINTS, c))
+    out: dict = {col: {} for col in cols}
     for row in table.itertuples(index=False):
         key = f"{row.masker}-k{row.text_tokens}-m{round(row.image_mask * 100):d}"
-        for ckpt in CHECKPOINTS:
-            mean = getattr(row, f"{ckpt}_mean")
+        for col in cols:
+            mean = getattr(row, f"{col}_mean")
             if not pd.isna(mean):
-                out[ckpt][key] = round(float(mean), 3)
+                out[col][key] = round(float(mean), 3)
     masked = table[table["masking"] != "none"]
-    for ckpt in CHECKPOINTS:
+    for col in cols:
         best = {}
-        for k, group in masked.dropna(subset=[f"{ckpt}_mean"]).groupby("text_tokens"):
-            best[f"k{k}"] = str(group.loc[group[f"{ckpt}_mean"].idxmax(), "masker"])
-        out[f"best_masker_{ckpt}"] = best
+        for k, group in masked.dropna(subset=[f"{col}_mean"]).groupby("text_tokens"):
+            best[f"k{k}"] = str(group.loc[group[f"{col}_mean"].idxmax(), "masker"])
+        out[f"best_masker_{col}"] = best
     return out
 
 
@@ -247,21 +322,27 @@ def datasets_table(
     checkpoint: str = "pretrain",
     retrieval_metric: str = "image_retrieval_recall@1",
     full_text_tokens: int = 32,
+    protocol: str = FULL,
+    rule: str | None = None,
 ) -> pd.DataFrame:
-    """Every evaluation set side by side for one checkpoint: a row per cell (the main table's order),
-    a column per dataset, mean / std / n over seeds in percent. Classification sets report top-1,
-    retrieval sets ``retrieval_metric``. The threshold sweep's extra frequency cells are left out."""
+    """Every evaluation set side by side for one checkpoint and zero-shot protocol: a row per cell (the
+    main table's order), a column per dataset, mean / std / n over seeds in percent. Classification sets
+    report top-1, retrieval sets ``retrieval_metric``. The threshold sweep's extra frequency cells (and
+    another rule's) are left out."""
+    tidy = only_protocol(tidy, protocol)
     clf = (tidy["task"] == "zeroshot_classification") & (tidy["metric"] == "acc1")
     ret = (tidy["task"] == "zeroshot_retrieval") & (tidy["metric"] == retrieval_metric)
     rows = tidy[(clf | ret) & (tidy["checkpoint"] == checkpoint)].copy()
     if rows.empty:
-        raise ValueError(f"no {checkpoint!r} classification / retrieval rows in the results table")
+        raise ValueError(
+            f"no {checkpoint!r} classification / retrieval rows ({protocol} prompts) in the results table"
+        )
     rows["value"] = rows["value"].astype(float) * 100.0
     parsed = rows["run"].map(threshold_of)
     rows["threshold"] = (
         rows["freq_threshold"].astype(float).fillna(parsed) if "freq_threshold" in rows else parsed
     )
-    rows = main_threshold(rows, threshold)
+    rows = main_threshold(rows, threshold, rule)
     stats = rows.groupby([*CELL, "dataset"])["value"].apply(mean_std).unstack()
     wide = stats.unstack("dataset")
     wide.columns = [f"{dataset}_{stat}" for stat, dataset in wide.columns]
@@ -326,13 +407,14 @@ def compute_table(runs: pd.DataFrame, accuracy: pd.DataFrame) -> pd.DataFrame:
     """Speed and budget per cell (mean over seeds) beside its accuracy.
 
     ``runs``: one row per run with samples_per_second, train_seconds, text_tokens_seen,
-    image_tokens_seen (from metrics.json); ``accuracy``: run, checkpoint, value.
+    image_tokens_seen (from metrics.json); ``accuracy``: run, checkpoint, [protocol,] value —
+    ``pretrain_acc`` / ``finetune_acc`` (full prompts), ``pretrain_masked_acc`` (masked prompts).
     """
-    acc = (
-        accuracy.pivot_table(index="run", columns="checkpoint", values="value")
-        .add_suffix("_acc")
-        .reset_index()
+    accuracy = with_protocol(accuracy)
+    accuracy = accuracy.assign(
+        column=[column(c, p) for c, p in accuracy[["checkpoint", "protocol"]].itertuples(index=False)]
     )
+    acc = accuracy.pivot_table(index="run", columns="column", values="value").add_suffix("_acc").reset_index()
     merged = runs.merge(acc, on="run", how="left")
     if {"text_tokens_seen", "image_tokens_seen"} <= set(merged.columns):
         merged["tokens_seen"] = merged["text_tokens_seen"] + merged["image_tokens_seen"]

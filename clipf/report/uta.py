@@ -22,7 +22,7 @@ import numpy as np
 from clipf import profiles
 from clipf.files import write_text
 from clipf.report.figures import pyplot, save_figure
-from clipf.report.tables import fmt_mean_std, markdown
+from clipf.report.tables import fmt_mean_std, markdown, only_protocol
 
 DEFAULT_RATIO = profiles.UTA_KEYS["mask_ratio"]
 
@@ -129,6 +129,7 @@ def report_table(tidy, uta_cells: Mapping[str, Mapping[str, Any]], runs: str | o
     roles = pd.DataFrame(_roles(uta_cells), columns=["system", "run", "seed"]).drop_duplicates()
     if roles.empty or tidy.empty:
         return pd.DataFrame(columns=REPORT_COLUMNS)
+    tidy = only_protocol(tidy)  # the full prompts (a UTA student's text tower is its teacher's: no masker)
     rows = tidy[tidy.checkpoint.isin(["pretrain", "finetune"])].rename(columns={"checkpoint": "phase"})
     rows = roles.merge(rows.drop(columns=["seed"]), on="run")
     rows = rows[["system", "run", "seed", "phase", "dataset", "task", "metric", "value"]].copy()

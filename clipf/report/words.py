@@ -240,25 +240,33 @@ def zipf_slope(ranks: pd.DataFrame) -> float:
     return float(np.polyfit(np.log10(ranks["rank"]), np.log10(ranks["freq"]), 1)[0])
 
 
-def p_mask_curves(freqs: Sequence[float], thresholds: Sequence[float]) -> pd.DataFrame:
-    """P_mask(f) = max(0, 1 - sqrt(t / f)) for each threshold t over the frequencies ``freqs``."""
+def p_mask_curves(
+    freqs: Sequence[float], thresholds: Sequence[float], rule: str | None = None
+) -> pd.DataFrame:
+    """P_mask(f) of each threshold t over the frequencies ``freqs`` under ``rule``
+    (:func:`clipf.freq.p_values`: ``authors``, the default, 1 - round(sqrt(t / f), 6), negative for words
+    rarer than t; ``clamped``, max(0, 1 - sqrt(t / f))): columns threshold, rule, freq, p_mask."""
+    from clipf import freq as freq_
+
+    rule = freq_.check_rule(rule)
     f = np.asarray(sorted(set(map(float, freqs))))
     rows = [
-        pd.DataFrame({"threshold": t, "freq": f, "p_mask": np.maximum(0.0, 1.0 - np.sqrt(t / f))})
+        pd.DataFrame({"threshold": t, "rule": rule, "freq": f, "p_mask": freq_.p_values(f, t, rule)})
         for t in thresholds
     ]
     return pd.concat(rows, ignore_index=True)
 
 
 def make_mask(
-    table=None, threshold: float | None = None, seed: int = 0
+    table=None, threshold: float | None = None, seed: int = 0, rule: str | None = None
 ) -> Callable[[str, list[str], int], object]:
-    """``mask(masker, captions, k)`` with clipf's maskers (the frequency masker gets ``table``, ``threshold``)."""
+    """``mask(masker, captions, k)`` with clipf's maskers (the frequency masker gets ``table``,
+    ``threshold`` and ``rule``; None: its default, the released rule)."""
     from clipf import masking
 
     def mask(masker: str, captions: list[str], k: int):
         opts = (
-            {"table": table, "threshold": threshold}
+            {"table": table, "threshold": threshold, **({"rule": rule} if rule else {})}
             if masking.get_masker(masker) is masking.frequency
             else {}
         )
