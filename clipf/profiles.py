@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from clipf.freq import DEFAULT_RULE, RULES
+
 SECTIONS = ("data", "freq", "launch", "pretrain", "finetune", "eval", "report")
 UTA_CELL_KEYS = ("uta_cells", "uta_finetunes")  # UTA students; those fine-tuned (empty: uta.finetune off)
 LIVE_KEYS = ("plan", *SECTIONS, "uta", "cells", *UTA_CELL_KEYS)
@@ -88,24 +90,43 @@ def _num(x: float) -> str:
 
 
 def cell_name(
-    masker: str, text_tokens: int, image_mask: float, seed: int, threshold: float | None = None
+    masker: str,
+    text_tokens: int,
+    image_mask: float,
+    seed: int,
+    threshold: float | None = None,
+    rule: str | None = None,
 ) -> str:
-    """``frequency-k8-m75-t1e-3-s0``: a run directory name that spells out the cell."""
+    """``frequency-k8-m75-t1e-3-s0``: a run directory name that spells out the cell; a frequency rule
+    other than the released one is named (``frequency-k8-m75-t1e-3-clamped-s0``), so cells of two rules
+    never share a run."""
     parts = [masker, f"k{int(text_tokens)}", "m" + f"{round(float(image_mask) * 100, 4):g}".replace(".", "p")]
     if threshold is not None:
         parts.append(f"t{_num(float(threshold))}")
+    if rule is not None and rule != DEFAULT_RULE:
+        parts.append(str(rule))
     parts.append(f"s{int(seed)}")
     return "-".join(parts)
 
 
-def make_cell(masker: str, text_tokens: int, image_mask: float, seed: int, threshold: float | None) -> dict:
-    threshold = float(threshold) if masker == "frequency" and threshold is not None else None
+def make_cell(
+    masker: str,
+    text_tokens: int,
+    image_mask: float,
+    seed: int,
+    threshold: float | None,
+    rule: str | None = None,
+) -> dict:
+    """A grid cell: masker, text_tokens, image_mask, seed, and the frequency masker's threshold and rule
+    (``rule`` None: the released one; both None for the other maskers)."""
+    freq = masker == "frequency"
     return {
         "masker": masker,
         "text_tokens": int(text_tokens),
         "image_mask": float(image_mask),
         "seed": int(seed),
-        "threshold": threshold,
+        "threshold": float(threshold) if freq and threshold is not None else None,
+        "rule": (rule or DEFAULT_RULE) if freq else None,
     }
 
 
@@ -124,15 +145,23 @@ def _check_cell(where: str, cell: Mapping) -> None:
         raise ProfileError(f"{where}: threshold must be a positive number, got {t!r}")
     if masker == "frequency" and t is None:
         raise ProfileError(f"{where}: a frequency cell needs a threshold")
+    rule = cell.get("rule")
+    if masker == "frequency" and rule not in RULES:
+        raise ProfileError(f"{where}: rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if masker != "frequency" and rule is not None:
+        raise ProfileError(f"{where}: rule is the frequency masker's; a {masker} cell has none (null)")
 
 
-def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[str, dict]:
+def expand_grid(
+    grid: Mapping, threshold: float, where: str = "grid", rule: str = DEFAULT_RULE
+) -> dict[str, dict]:
     """The named cells of a grid spec (see ``GRID_KEYS``), in a stable order, duplicates merged.
 
     ``maskers x text_tokens x seeds`` at ``image_mask``; ``baselines`` ``clip`` (truncate,
     ``full_text_tokens``, no image masking) and ``flip`` (the same text, ``image_mask``); a
     frequency-threshold sweep ``thresholds`` at ``sweep_text_tokens``; ``extra`` explicit cells
-    (``{masker, text_tokens, image_mask}``, any seed-less cell is repeated over ``seeds``).
+    (``{masker, text_tokens, image_mask[, threshold, rule, seed]}``, any seed-less cell is repeated over
+    ``seeds``). Frequency cells get ``threshold`` and ``rule`` (the profile's ``freq:``) unless they say.
     """
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
@@ -162,7 +191,7 @@ def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[st
     for i, ex in enumerate(g["extra"]):
         if not isinstance(ex, Mapping) or not {"masker", "text_tokens"} <= set(ex):
             raise ProfileError(
-                f"{where}.extra[{i}]: expected {{masker, text_tokens[, image_mask, seed, threshold]}}"
+                f"{where}.extra[{i}]: expected {{masker, text_tokens[, image_mask, seed, threshold, rule]}}"
             )
         extra_cells.append(ex)
 
@@ -174,7 +203,8 @@ def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[st
 
     for seed in g["seeds"]:
         for masker, k, r, t in specs:
-            add(make_cell(masker, k, r, seed, t), f"{where} cell ({masker}, K={k}, mask={r}, seed={seed})")
+            cell = make_cell(masker, k, r, seed, t, rule)
+            add(cell, f"{where} cell ({masker}, K={k}, mask={r}, seed={seed})")
         for i, ex in enumerate(extra_cells):
             if "seed" in ex and ex["seed"] != seed:
                 continue
@@ -184,6 +214,7 @@ def expand_grid(grid: Mapping, threshold: float, where: str = "grid") -> dict[st
                 ex.get("image_mask", g["image_mask"]),
                 seed,
                 ex.get("threshold", threshold),
+                ex.get("rule", rule),
             )
             add(cell, f"{where}.extra[{i}]")
     if not cells:
@@ -286,8 +317,14 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
     threshold = (merged.get("freq") or {}).get("threshold")
     if not isinstance(threshold, int | float) or not threshold > 0:
         raise ProfileError(f"profile {name!r}: freq.threshold must be a positive number, got {threshold!r}")
+    rule = (merged.get("freq") or {}).get("rule", DEFAULT_RULE)
+    if rule not in RULES:
+        raise ProfileError(f"profile {name!r}: freq.rule must be one of {', '.join(RULES)}, got {rule!r}")
+    check_protocols(f"profile {name!r}: eval.protocols", (merged.get("eval") or {}).get("protocols"))
     live = {key: merged.get(key) or {} for key in SECTIONS}
-    live["cells"] = expand_grid(merged.get("grid") or {}, threshold, where=f"profile {name!r} grid")
+    live["cells"] = expand_grid(
+        merged.get("grid") or {}, threshold, where=f"profile {name!r} grid", rule=rule
+    )
     live["uta"], live["uta_cells"], live["uta_finetunes"] = expand_uta(
         merged.get("uta") or {},
         live["cells"],
@@ -297,6 +334,18 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
     )
     live["plan"] = {"profile": name, "fingerprint": fingerprint(live)}
     return {key: live[key] for key in LIVE_KEYS}
+
+
+def check_protocols(where: str, protocols: object) -> None:
+    """``eval.protocols``: absent (``clipf eval``'s default, full), or a non-empty list of protocol names."""
+    from clipf.evaluate.protocols import PROTOCOLS
+
+    if protocols is None:
+        return
+    if not isinstance(protocols, list) or not protocols or any(p not in PROTOCOLS for p in protocols):
+        raise ProfileError(
+            f"{where}: a list of zero-shot protocols ({', '.join(PROTOCOLS)}), got {protocols!r}"
+        )
 
 
 def fingerprint(live: Mapping) -> str:

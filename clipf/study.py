@@ -36,6 +36,7 @@ import yaml
 
 from clipf import profiles
 from clipf.files import FULL_CONTEXT, write_json
+from clipf.freq import DEFAULT_RULE
 from clipf.submit import NotebookError, launch_argv, notebook_parameters, options_argv
 
 NOTEBOOKS = ("01_frequency", "02_pretrain", "03_finetune", "04_benchmark", "05_report")
@@ -168,8 +169,8 @@ def train_argv(
 ) -> list[str]:
     """``clipf.train`` arguments for one phase of one cell.
 
-    ``pretrain``: the cell's masking (masker, K, image mask, frequency table + threshold) and
-    ``cfg['pretrain']`` options. ``finetune``: no masking, ``cfg['finetune']`` options (the model
+    ``pretrain``: the cell's masking (masker, K, image mask; frequency table, threshold and rule — the
+    rule always passed, so it is visible in the stage's command) and ``cfg['pretrain']`` options. ``finetune``: no masking, ``cfg['finetune']`` options (the model
     defaults to the pre-training one), from ``pretrained``. ``options`` overrides either.
     """
     if phase not in ("pretrain", "finetune"):
@@ -186,7 +187,9 @@ def train_argv(
         if cell.get("image_mask"):
             argv += ["--force-patch-dropout", str(cell["image_mask"])]
         if cell["masker"] == "frequency":
+            rule = cell.get("rule") or cfg["freq"].get("rule") or DEFAULT_RULE
             argv += ["--freq-table", cfg["freq"]["table"], "--freq-threshold", str(cell["threshold"])]
+            argv += ["--freq-rule", str(rule)]
         argv += ["--seed", str(cell["seed"])]
     else:
         if pretrained is None:
@@ -280,10 +283,13 @@ def epoch_checkpoints(phase_dir: str | Path) -> list[Path]:
 def evaluate(
     run: str | Path, checkpoint: str | Path, dataset_root: str, datasets: Sequence[str], eval_cfg: Mapping
 ) -> None:
-    """``clipf eval RUN --checkpoint CKPT --dataset-root DIR [--datasets ...]`` in this process."""
+    """``clipf eval RUN --checkpoint CKPT --dataset-root DIR [--datasets ...] [--prompts ...]`` in this
+    process (``eval_cfg['protocols']``: the zero-shot protocols, e.g. ``[full, masked]``)."""
     argv = ["eval", str(run), "--checkpoint", str(checkpoint), "--dataset-root", str(dataset_root)]
     if datasets:
         argv += ["--datasets", *datasets]
+    if eval_cfg.get("protocols"):
+        argv += ["--prompts", *eval_cfg["protocols"]]
     for key in ("batch_size", "num_workers", "threads", "device"):
         if eval_cfg.get(key) is not None:
             argv += ["--" + key.replace("_", "-"), str(eval_cfg[key])]
@@ -303,14 +309,22 @@ def planned_rows(tidy, cells: Mapping):
 _EPOCH = re.compile(r"epoch[_ -]?(\d+)")
 
 
-def epoch_accuracy(tidy, dataset: str | None = None, metric: str = "acc1", threshold: float | None = None):
-    """Zero-shot accuracy (%) of every pre-training epoch checkpoint: run, masker, text_tokens,
-    image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints). Frequency cells of
-    the threshold sweep other than ``threshold`` (default: the most common) are left out, as in the
-    main table."""
+def epoch_accuracy(
+    tidy,
+    dataset: str | None = None,
+    metric: str = "acc1",
+    threshold: float | None = None,
+    protocol: str = "full",
+    rule: str | None = None,
+):
+    """Zero-shot accuracy (%) of every pre-training epoch checkpoint under one zero-shot ``protocol``: run,
+    masker, text_tokens, image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints).
+    Frequency cells of the threshold sweep other than ``threshold`` (and of another rule than ``rule``;
+    default: the most common) are left out, as in the main table."""
     from clipf import report
 
-    rows = report.main_threshold(report.zero_shot(tidy, dataset, metric), threshold)
+    rows = report.only_protocol(report.zero_shot(tidy, dataset, metric), protocol)
+    rows = report.main_threshold(rows, threshold, rule)
     rows = rows[~rows["checkpoint"].astype(str).str.contains("finetune")]
     label = rows["checkpoint"].astype(str).str.extract(_EPOCH)[0]
     rows = rows.assign(epoch=label.astype(float).fillna(rows["epochs"].astype(float)).astype(int))

@@ -43,8 +43,20 @@ def test_smoke_dag_then_nothing_to_do():
     cells = yaml.safe_load((repo / "params.yaml").read_text())["cells"]
     assert set(cells) <= set(tidy["run"])
     assert {"pretrain", "finetune"} <= set(tidy["checkpoint"])
+    # both zero-shot protocols (eval.protocols); the frequency cell's masked prompts use its rule
+    assert set(tidy["protocol"]) == {"full", "masked"}
+    freq_cell = next(k for k, c in cells.items() if c["masker"] == "frequency")
+    assert cells[freq_cell]["rule"] == "authors" and set(tidy[tidy.run == freq_cell].freq_rule) == {"authors"}
+    (masked,) = (repo / "runs" / freq_cell / "eval" / "pretrain" / "masked").glob("wds_world_objects.json")
+    prompts = json.loads(masked.read_text())["clipf"]["prompts"]
+    assert (prompts["masker"], prompts["text_tokens"], prompts["options"]["rule"]) == (
+        "frequency",
+        cells[freq_cell]["text_tokens"],
+        "authors",
+    )
     summary = json.loads((repo / "results" / "summary.json").read_text())
-    assert summary["pretrain"] and summary["finetune"]
+    assert summary["pretrain"] and summary["finetune"] and summary["pretrain_masked"]
+    assert "Pre-train (masked prompts)" in (repo / "figures" / "report" / "main_table.md").read_text()
     for name in (
         "main_table.md",
         "main_table.tex",
@@ -195,7 +207,7 @@ def test_train_argv_for_both_phases(tmp_path: Path):
     assert "--train-num-samples 128" in joined and f"--val-data {tmp_path}/world/val/00000.tar" in joined
     assert "--logs-dir R --name c/pretrain" in joined
     assert "--reduction-mask frequency --text-tokens 6 --force-patch-dropout 0.75" in joined
-    assert "--freq-table data/freq.json --freq-threshold 0.001 --seed 1" in joined
+    assert "--freq-table data/freq.json --freq-threshold 0.001 --freq-rule authors --seed 1" in joined
     assert "--epochs 3" in joined and "--epochs 1" not in joined
     clip = study.train_argv(cfg, "pretrain", "b", profiles.make_cell("truncate", 32, 0.0, 0, None))
     assert "--force-patch-dropout" not in clip and "--freq-table" not in clip
@@ -237,8 +249,13 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
                 value=v,
             )
         )
-    curves = study.epoch_accuracy(pd.DataFrame(rows))
+    masked = [{**r, "protocol": "masked", "value": r["value"] / 2} for r in rows]
+    for r in rows:
+        r["protocol"] = "full"
+    curves = study.epoch_accuracy(pd.DataFrame(rows + masked))
     assert curves[["epoch", "value"]].values.tolist() == [[1, 10.0], [2, 30.0]]
+    curves = study.epoch_accuracy(pd.DataFrame(rows + masked), protocol="masked")
+    assert curves[["epoch", "value"]].values.tolist() == [[1, 5.0], [2, 15.0]]
     # the threshold sweep's other frequency cells stay out of the curves, as out of the main table
     sweep = [
         {**r, "run": f"frequency-k8-m75-t{t}-s0", "masker": "frequency", "value": v}

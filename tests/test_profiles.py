@@ -26,6 +26,9 @@ def test_cell_names_spell_out_the_cell():
     assert P.cell_name("block", 16, 0.5, 2) == "block-k16-m50-s2"
     assert P.cell_name("frequency", 8, 0.125, 1, 2.5e-4) == "frequency-k8-m12p5-t2p5e-4-s1"
     assert "." not in P.cell_name("random", 4, 0.333, 0)
+    # the released rule is the default and unnamed; the clamped reading is named, never sharing a run
+    assert P.cell_name("frequency", 8, 0.75, 0, 6e-6, "authors") == "frequency-k8-m75-t6e-6-s0"
+    assert P.cell_name("frequency", 8, 0.75, 0, 6e-6, "clamped") == "frequency-k8-m75-t6e-6-clamped-s0"
 
 
 def test_every_profile_resolves():
@@ -80,6 +83,7 @@ def test_thresholds_only_name_frequency_cells():
             "image_mask": 0.75,
             "seed": 0,
             "threshold": None,
+            "rule": None,
         },
         "frequency-k8-m75-t1e-3-s0": {
             "masker": "frequency",
@@ -87,8 +91,49 @@ def test_thresholds_only_name_frequency_cells():
             "image_mask": 0.75,
             "seed": 0,
             "threshold": 1e-3,
+            "rule": "authors",
         },
     }
+
+
+def test_frequency_rule_of_the_cells():
+    """Frequency cells carry the profile's freq.rule (an extra cell may name its own); the study passes it
+    to every frequency pre-training explicitly; a clamped cell and an authors cell are two runs."""
+    grid = {
+        "maskers": ["frequency", "block"],
+        "text_tokens": [8],
+        "extra": [{"masker": "frequency", "text_tokens": 8, "rule": "authors"}],
+    }
+    cells = P.expand_grid(grid, 6e-6, rule="clamped")
+    assert list(cells) == [
+        "frequency-k8-m75-t6e-6-clamped-s0",
+        "block-k8-m75-s0",
+        "frequency-k8-m75-t6e-6-s0",
+    ]
+    assert [c["rule"] for c in cells.values()] == ["clamped", None, "authors"]
+    params = P.load(REPO / "params.yaml")
+    assert params["defaults"]["freq"]["rule"] == "authors"
+    assert params["defaults"]["eval"]["protocols"] == ["full", "masked"]
+    clamped = P.deep_merge(params, {"profiles": {"smoke": {"freq": {"rule": "clamped"}}}})
+    live = P.resolve(clamped, "smoke")
+    assert [k for k in live["cells"] if k.startswith("frequency")] == ["frequency-k6-m75-t6e-6-clamped-s0"]
+    from clipf import study
+
+    cfg = {**live, "data": {"source": "shards", "train_data": "x/{0..1}.tar"}}
+    name, cell = next((k, c) for k, c in live["cells"].items() if c["masker"] == "frequency")
+    argv = study.train_argv(cfg, "pretrain", name, cell)
+    assert argv[argv.index("--freq-rule") + 1] == "clamped"
+    block = study.train_argv(cfg, "pretrain", "b", P.make_cell("block", 8, 0.75, 0, None))
+    assert "--freq-rule" not in block
+    for bad, message in (
+        ({"freq": {"rule": "clampd"}}, "freq.rule must be one of authors, clamped"),
+        ({"eval": {"protocols": ["full", "maskd"]}}, "eval.protocols: a list of zero-shot protocols"),
+        ({"eval": {"protocols": []}}, "eval.protocols"),
+    ):
+        with pytest.raises(P.ProfileError, match=message):
+            P.resolve(P.deep_merge(params, {"profiles": {"smoke": bad}}), "smoke")
+    with pytest.raises(P.ProfileError, match="rule must be one of"):
+        P.expand_grid({"maskers": ["frequency"], "text_tokens": [8]}, 1e-3, rule="none")
 
 
 @pytest.mark.parametrize(
