@@ -107,3 +107,10 @@ def atomic_dir(out: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A run stopped by a stop request (SIGTERM / SIGUSR1: preemption, the time limit) wrote a step checkpoint
+# and exits with EXIT_REQUEUE; rank 0 also touches the file named by $CLIPF_PREEMPT_FILE when it is set
+# (the batch script of `clipf submit` reads it, as torchrun reports any worker failure as exit 1).
+EXIT_REQUEUE = 75  # EX_TEMPFAIL
+PREEMPT_ENV = "CLIPF_PREEMPT_FILE"

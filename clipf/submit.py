@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipf.files import EXIT_REQUEUE, PREEMPT_ENV
+
 DEFAULT_PORT = 29500
 
 
@@ -134,8 +136,6 @@ def options_argv(options: Mapping) -> list[str]:
     return argv
 
 
-EXIT_REQUEUE = 75  # EX_TEMPFAIL: a preempted clipf.train run checkpointed and asks to be requeued
-PREEMPT_ENV = "CLIPF_PREEMPT_FILE"  # rank 0 of a preempted run touches this file (the batch script reads it)
 
 
 @dataclass

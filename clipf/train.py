@@ -160,15 +160,22 @@ def drive(run: Run, oc_argv: Sequence[str] | None = None) -> int:
     upstream patches, :mod:`clipf.upstream`), then ``run.finish()``; an exit code."""
     from open_clip_train import main as oc_main
 
-    with run.session():
-        rc = oc_main.main(list(run.plan.oc_argv if oc_argv is None else oc_argv))
-        if rc not in (None, 0):
-            print(
-                f"clipf train: open_clip_train stopped (returned {rc}); see its message above",
-                file=sys.stderr,
-            )
-            return 1
-        return run.finish()
+    try:
+        with run.session():
+            try:
+                rc = oc_main.main(list(run.plan.oc_argv if oc_argv is None else oc_argv))
+            except engine.Preempted as stop:  # SIGTERM / SIGUSR1: step checkpoint written
+                return run.preempted(stop)
+            if rc not in (None, 0):
+                print(
+                    f"clipf train: open_clip_train stopped (returned {rc}); see its message above",
+                    file=sys.stderr,
+                )
+                return 1
+            return run.finish()
+    except UsageError as exc:  # e.g. --resume of a checkpoint written under other options
+        print(f"clipf train: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def cli(argv: list[str] | None = None) -> int:

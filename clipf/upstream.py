@@ -29,8 +29,6 @@ from typing import Any
 
 import torch
 
-from clipf.files import atomic_save
-
 Build = Callable[[Any, Mapping[str, Any]], Any]  # (original, hooks) -> the replacement
 
 
@@ -89,7 +87,7 @@ def _torch_view(original: types.ModuleType, hooks: Mapping[str, Any]) -> Overlay
         original.nn,
         parallel=Overlay(original.nn.parallel, DistributedDataParallel=ddp_without_cpu_device_ids),
     )
-    return Overlay(original, save=atomic_save, nn=nn)
+    return Overlay(original, save=hooks["save"], nn=nn)
 
 
 OC, CB, WDS = "open_clip_torch", "clip_benchmark", "webdataset"
@@ -192,13 +190,24 @@ PATCHES: tuple[Patch, ...] = (
     Patch(
         group="train",
         target="open_clip_train.main.torch",
-        replacement="torch through an Overlay: save = clipf.files.atomic_save, "
+        replacement="torch through an Overlay: save = the caller's save (Run.save_checkpoint: the run's "
+        "identity added, then clipf.files.atomic_save), "
         "nn.parallel.DistributedDataParallel = ddp_without_cpu_device_ids",
         why="a kill during a checkpoint write never leaves a corrupt epoch_N.pt; open_clip_train passes "
         "device_ids=[cpu] to DDP on CPU, which gloo rejects",
         package="torch", checked="2.15.0",
         signatures={"save": _SAVE, "nn.parallel.DistributedDataParallel": _DDP},
-        used_by="open_clip_train.main.main", build=_torch_view,
+        used_by="open_clip_train.main.main", hooks=("save",), build=_torch_view,
+    ),
+    Patch(
+        group="train",
+        target="open_clip_train.main.get_latest_checkpoint",
+        replacement="Run.latest_checkpoint: the checkpoint clipf chose before the run (the newest epoch_N.pt or "
+        "step_E_B.pt that loads, its identity checked)",
+        why="--resume latest must also see step checkpoints (open_clip_train sorts file names: step_* after "
+        "epoch_*, whatever their position), skip a damaged newest file and refuse another run's checkpoint",
+        package=OC, checked=OC_VERSION, signatures={"": "(path: str, remote: bool)"},
+        used_by="open_clip_train.main.main", **_hook("get_latest_checkpoint"),
     ),
     Patch(
         group="train",

@@ -115,10 +115,21 @@ def test_save_clock_by_steps_and_minutes(monkeypatch):
 
 
 def test_worker_seeds_are_a_function_of_the_sample_position():
+    """Each sample's draw depends on (seed, rank, worker, epoch, index) only, and leaves the caller's RNG
+    stream untouched; a resumed epoch's first transformed sample draws what it drew."""
     seeds = R.WorkerSeeds(0, 0)
-    seeds.start_epoch(2, skip=5)
-    seeds.seed_sample()  # main process: nothing reseeded, only counted
-    assert seeds.index == 6
+    seeds.start_epoch(2)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    draws = [seeds.seeded(lambda _: torch.rand(1).item(), None) for _ in range(4)]
+    assert torch.equal(torch.get_rng_state(), before) and len(set(draws)) == 4
+    later = R.WorkerSeeds(0, 0)
+    later.start_epoch(2, skip=2)
+    torch.rand(7)  # whatever the trainer drew meanwhile
+    assert [later.seeded(lambda _: torch.rand(1).item(), None) for _ in range(2)] == draws[2:]
+    other = R.WorkerSeeds(0, 0)
+    other.start_epoch(3)
+    assert other.seeded(lambda _: torch.rand(1).item(), None) != draws[0]
 
 
 def test_masking_tokenizer_streams_restart_each_epoch():

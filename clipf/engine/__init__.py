@@ -5,6 +5,8 @@
   of arguments and environment (:func:`given`, :func:`env_rank`, :func:`image_size`, ...).
 - :mod:`~clipf.engine.adapters`: data-pipeline pieces (seeded shuffle, counting handler / loader,
   :class:`EpochTokenizer`).
+- :mod:`~clipf.engine.resume`: step checkpoints and exact resume (positions, damaged files, identities,
+  RNG states, stop requests); :class:`Run` uses it.
 - :mod:`~clipf.engine.run`: :class:`Run` (the functions swapped into open_clip_train, records, export),
   :class:`Objective` (what an objective of :mod:`clipf.objectives` changes), :class:`LossMeter`,
   :func:`unwrap`.
@@ -43,7 +45,16 @@ from clipf.engine.preflight import (
     preprocess_overrides,
     read_state_dict,
 )
-from clipf.engine.run import LossMeter, Objective, Run, hms, image_tokens, last_checkpoint, unwrap
+from clipf.engine.run import (
+    LossMeter,
+    Objective,
+    Preempted,
+    Run,
+    hms,
+    image_tokens,
+    last_checkpoint,
+    unwrap,
+)
 
 __all__ = [
     "FINETUNE_LR",
@@ -55,6 +66,7 @@ __all__ = [
     "LossMeter",
     "Objective",
     "Plan",
+    "Preempted",
     "Run",
     "SeededShuffle",
     "Stage",

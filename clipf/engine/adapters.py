@@ -4,7 +4,11 @@
 - :class:`SeededShuffle`: ``wds.shuffle`` seeded from (seed, rank, data worker, epoch), not the clock.
 - :func:`count_and_continue`, :func:`has_caption_and_image`: webdataset's error handler and
   open_clip_train's sample filter, counting what they skip (a counter file per data process).
-- :class:`CountingLoader`: the train DataLoader, counting batches, samples and text tokens.
+- :class:`CountingLoader`: the train DataLoader, counting batches, samples and text tokens; it calls the
+  run between steps (step checkpoints, stop requests) and starts a resumed epoch at its position.
+- :class:`DataPosition`, :class:`SeededPreprocess`: a resumed epoch drops, before decoding, the samples
+  its consumed batches held (replaying their captions through the masker), and data workers draw each
+  sample's augmentation from (seed, rank, worker, epoch, sample index) — see :mod:`clipf.engine.resume`.
 
 They replace upstream names through :mod:`clipf.upstream` (``handler``, ``filter``, ``shuffle`` hooks).
 """
@@ -40,8 +44,12 @@ class EpochTokenizer:
         self.epoch = multiprocessing.get_context().Value("i", 0, lock=False)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the stage of 0-based ``epoch`` (in every DataLoader worker)."""
+        """Select the stage of 0-based ``epoch`` (in every DataLoader worker); the stages' maskers draw
+        that epoch's masks."""
         self.epoch.value = int(epoch)
+        for tok in self.tokenizers:
+            if hasattr(tok, "set_epoch"):
+                tok.set_epoch(epoch)
 
     def __call__(self, texts: str | Sequence[str], context_length: int | None = None) -> torch.Tensor:
         e = self.epoch.value
@@ -65,6 +73,7 @@ class SeededShuffle:
     def __init__(self, bufsize: int = 1000, initial: int = 100):
         self.bufsize, self.initial = bufsize, initial
         self.seed, self.rank, self.epoch = 0, 0, None
+        self.position: DataPosition | None = None  # set by Run.get_data
 
     def __call__(self, src: Iterator[Any]) -> Iterator[Any]:
         import random
@@ -73,6 +82,8 @@ class SeededShuffle:
 
         worker = torch.utils.data.get_worker_info()
         epoch = self.epoch.get_value() if self.epoch is not None else 0
+        if self.position is not None:
+            self.position.begin_epoch(epoch)
         rng = random.Random(f"{self.seed}/{self.rank}/{worker.id if worker else 0}/{epoch}")
         return webdataset.shuffle(self.bufsize, self.initial, rng=rng)(src)
 
@@ -135,10 +146,17 @@ def has_caption_and_image(sample: dict) -> bool:
 
 
 class CountingLoader:
-    """The train DataLoader, counting batches, samples and non-padding text tokens as they pass."""
+    """The train DataLoader, counting batches, samples and non-padding text tokens as they pass.
+
+    An epoch ends after ``num_batches`` batches (the epoch's length as open_clip_train sized it).
+    ``on_start()`` runs once the epoch's iterator exists (a resumed epoch restores its RNG states there,
+    after the DataLoader drew its seed); ``between(done)`` runs before each batch is fetched, ``done``
+    batches of the epoch being finished (step checkpoints, stop requests: it may raise)."""
 
     def __init__(self, loader: Any):
         self._loader = loader
+        self.on_start: Callable[[], Any] | None = None
+        self.between: Callable[[int], Any] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -148,11 +166,31 @@ class CountingLoader:
         self.t_first: float | None = None
         self.first_samples = 0
 
+    def counters(self) -> dict[str, Any]:
+        """The epoch's counts so far (what a step checkpoint keeps)."""
+        return {"batches": self.batches, "samples": self.samples, "text_nonpad": self.text_nonpad}
+
+    def restore(self, counters: dict[str, Any]) -> None:
+        """Continue counting from a step checkpoint's counts."""
+        self.batches, self.samples = int(counters["batches"]), int(counters["samples"])
+        self.text_nonpad = int(counters["text_nonpad"])
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
     def __iter__(self) -> Iterator[Any]:
-        for batch in self._loader:
+        it = iter(self._loader)
+        if self.on_start is not None:
+            self.on_start()
+        while True:
+            if self.between is not None:
+                self.between(self.batches)
+            if self.batches >= self.num_batches:
+                return  # a resumed epoch ends where the original did (its workers would go on)
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
             texts = batch[1]
             self.batches += 1
             self.samples += len(texts)
@@ -161,3 +199,65 @@ class CountingLoader:
                 self.t_first = time.perf_counter()
                 self.first_samples = len(texts)
             yield batch
+
+
+class DataPosition:
+    """Where the data pipeline of a resumed epoch starts, as seen by every data process.
+
+    ``skip[w]`` samples of epoch ``epoch`` were in batches worker ``w`` had delivered when the step
+    checkpoint was written. The sample filter (:meth:`filter`, open_clip_train's select stage, before
+    decoding) drops that many, passing each dropped caption through ``tokenizer`` so the masker's draws
+    stay in step; every epoch starts the per-sample seeds (:class:`clipf.engine.resume.WorkerSeeds`).
+    Samples a decoder rejects inside the dropped part are not known here: such a resume is off by
+    those (they are counted as skipped records, as always).
+    """
+
+    def __init__(self, seeds: Any, tokenizer: Callable | None = None):
+        self.seeds = seeds
+        self.tokenizer = tokenizer
+        self.epoch: int | None = None
+        self.skip: list[int] = []
+        self._started: tuple[int, int] | None = None  # (pid, epoch) this process is iterating
+        self._left = 0  # samples still to drop in it
+        self.on_main_begin: Callable[[], Any] | None = None  # once, when the main process starts an epoch
+
+    def resume_at(self, epoch: int, skip: Sequence[int]) -> None:
+        """Drop ``skip[w]`` samples in worker ``w`` of ``epoch`` (set before the epoch's iterator)."""
+        self.epoch, self.skip = int(epoch), [int(n) for n in skip]
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called when a data process starts iterating ``epoch`` (again: webdataset repeats a short
+        epoch; only the first call counts)."""
+        key = (os.getpid(), int(epoch))
+        if key == self._started:
+            return
+        info = torch.utils.data.get_worker_info()
+        w = info.id if info is not None else 0
+        self._started = key
+        self._left = self.skip[w] if epoch == self.epoch and w < len(self.skip) else 0
+        self.seeds.start_epoch(epoch, skip=self._left)
+        if info is None and self.on_main_begin is not None:  # in-process data: after the loader's seed draw
+            call, self.on_main_begin = self.on_main_begin, None
+            call()
+
+    def filter(self, sample: dict) -> bool:
+        """open_clip_train's filter (counting what it drops), then the resumed epoch's drop."""
+        if not has_caption_and_image(sample):
+            return False
+        if self._left > 0:
+            self._left -= 1
+            if self.tokenizer is not None:
+                self.tokenizer(sample["txt"].decode("utf-8"))  # the masker draws what it drew
+            return False
+        return True
+
+
+class SeededPreprocess:
+    """The training image transform, each sample's augmentation seeded by its position in the epoch
+    (:meth:`clipf.engine.resume.WorkerSeeds.seeded`)."""
+
+    def __init__(self, preprocess: Callable, seeds: Any):
+        self.preprocess, self.seeds = preprocess, seeds
+
+    def __call__(self, image: Any) -> Any:
+        return self.seeds.seeded(self.preprocess, image)

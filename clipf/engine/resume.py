@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from clipf.engine.preflight import UsageError
+
 STEP_PATTERN = re.compile(r"^step_(\d+)_(\d+)\.pt$")
 EPOCH_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
 RECORD = "clipf"  # the key of clipf's record inside a checkpoint dict
@@ -43,7 +45,7 @@ IDENTITY_KEYS = (
 )  # fmt: skip
 
 
-class ResumeError(ValueError):
+class ResumeError(UsageError):
     """A checkpoint that cannot be resumed by this run; the message names the file and the options."""
 
 
@@ -161,12 +163,14 @@ def worker_skips(batches: int, workers: int) -> list[int]:
 
 
 class WorkerSeeds:
-    """Per-epoch, per-sample seeds inside data workers, so a resumed epoch draws what the original did.
+    """Per-sample augmentation seeds, so a resumed epoch draws each sample's crop as the original did.
 
-    A persistent DataLoader worker's torch RNG runs on across epochs; a resumed run's fresh worker would
-    start it over. ``seed_sample()`` (called before each training sample's augmentation in a worker)
-    reseeds torch from (seed, rank, worker, epoch, sample index in the epoch). In the main process
-    (``--workers 0``) nothing is reseeded: the trainer's RNG state is checkpointed instead.
+    A training image's augmentation draws from torch's RNG. Left alone, that stream is the trainer's own
+    (``--workers 0``: interleaved with patch dropout, and webdataset's batcher pulls one sample ahead of
+    the batch it yields) or a persistent DataLoader worker's (running on across epochs). Either way a
+    resumed run could not replay it. :meth:`seeded` runs one sample's transform on a forked RNG seeded
+    from (seed, rank, data worker, epoch, sample index in the epoch), leaving the caller's stream as it
+    was: augmentation is a function of the sample's position, whatever ran before.
     """
 
     def __init__(self, seed: int, rank: int):
@@ -175,14 +179,22 @@ class WorkerSeeds:
         self.index = 0
 
     def start_epoch(self, epoch: int, skip: int = 0) -> None:
+        """A data process starts ``epoch``; the first ``skip`` samples are not transformed (resumed)."""
         self.epoch, self.index = int(epoch), int(skip)
 
-    def seed_sample(self) -> None:
+    def sample_seed(self) -> int:
+        """The seed of the next sample (and count it)."""
         info = torch.utils.data.get_worker_info()
-        if info is not None:
-            mix = np.random.SeedSequence([self.seed, self.rank, info.id, self.epoch, self.index])
-            torch.manual_seed(int(mix.generate_state(1, np.uint64)[0] >> 1))
+        mix = np.random.SeedSequence([self.seed, self.rank, info.id + 1 if info else 0, self.epoch, self.index])
         self.index += 1
+        return int(mix.generate_state(1, np.uint64)[0] >> 1)
+
+    def seeded(self, fn: Callable[[Any], Any], x: Any) -> Any:
+        """``fn(x)`` with torch's CPU RNG seeded for this sample, then put back."""
+        seed = self.sample_seed()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return fn(x)
 
 
 # --------------------------------------------------------------------------- stop requests

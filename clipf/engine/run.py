@@ -13,12 +13,15 @@ import argparse
 import contextlib
 import copy
 import datetime
+import functools
 import glob
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,20 +32,21 @@ import torch
 
 from clipf import export as E
 from clipf import upstream
+from clipf.engine import resume
 from clipf.engine.adapters import (
     SKIP_DIR_ENV,
     SKIP_RANK_ENV,
     CountingLoader,
-    EpochTokenizer,
+    DataPosition,
+    SeededPreprocess,
     SeededShuffle,
     count_and_continue,
-    has_caption_and_image,
     pipeline_stages,
     skip_total,
 )
 from clipf.engine.plan import Plan
-from clipf.engine.preflight import image_size, preprocess_overrides
-from clipf.files import write_json
+from clipf.engine.preflight import env_rank, env_world, image_size, preprocess_overrides
+from clipf.files import EXIT_REQUEUE, PREEMPT_ENV, atomic_save, write_json
 
 OC_MAIN = "open_clip_train.main"
 
@@ -122,6 +126,29 @@ class Progress(logging.Filter):
         return True
 
 
+class Preempted(RuntimeError):
+    """A stop request (SIGTERM / SIGUSR1) honoured at a step boundary: a step checkpoint was written on
+    every rank's behalf; the run exits with :data:`clipf.files.EXIT_REQUEUE` to be requeued."""
+
+    def __init__(self, signal: str, checkpoint: Path | None):
+        super().__init__(f"{signal}: stopped at a step boundary (checkpoint {checkpoint})")
+        self.signal, self.checkpoint = signal, checkpoint
+
+
+class ShiftedWriter:
+    """A TensorBoard writer whose steps are offset (a resumed epoch's loop counts from 0 again)."""
+
+    def __init__(self, writer: Any, shift: int):
+        self._writer, self._shift = writer, int(shift)
+
+    def add_scalar(self, tag: str, value: Any, global_step: int | None = None, *args: Any, **kw: Any) -> Any:
+        step = None if global_step is None else global_step + self._shift
+        return self._writer.add_scalar(tag, value, step, *args, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._writer, name)
+
+
 # =========================================================================== the run
 class Run:
     """State shared by the swapped-in functions during one ``open_clip_train.main.main`` call."""
@@ -137,6 +164,14 @@ class Run:
         self.skip_dir: str | None = None
         self.skips_before = 0
         self.started = False
+        # step checkpoints and exact resume (clipf.engine.resume)
+        self.seeds = resume.WorkerSeeds(0, 0)
+        self.position = DataPosition(self.seeds)
+        self.clock = resume.SaveClock(plan.save_every_steps, plan.save_every_minutes)
+        self.stop: resume.StopRequest | None = None
+        self.resume_from: Path | None = None  # the checkpoint --resume resolves to (checked)
+        self.resume_record: dict[str, Any] | None = None  # a step checkpoint's clipf record, until used
+        self.train_state: tuple[Any, Any, Any] | None = None  # (model, optimizer, scaler) of the epoch
 
     # ---- paths
     @property
@@ -163,7 +198,9 @@ class Run:
             "evaluate": self.evaluate,
             "shuffle": SeededShuffle,
             "handler": count_and_continue,
-            "filter": has_caption_and_image,
+            "filter": self.position.filter,
+            "save": self.save_checkpoint,
+            "get_latest_checkpoint": self.latest_checkpoint,
         }
 
     # ---- swapped into open_clip_train.main
@@ -198,15 +235,31 @@ class Run:
         self.skip_dir = tempfile.mkdtemp(prefix=f"clipf-skips-r{args.rank}-")
         os.environ[SKIP_DIR_ENV], os.environ[SKIP_RANK_ENV] = self.skip_dir, str(args.rank)
         pp_train, pp_val = preprocess_fns
+        self.seeds.seed, self.seeds.rank = args.seed, args.rank
+        self.position.tokenizer = self.tokenizer
         data: dict[str, Any] = {}
         if args.train_data or args.dataset_type == "synthetic":
             build = oc_data.get_dataset_fn(args.train_data, args.dataset_type)
-            data["train"] = build(args, pp_train, is_train=True, epoch=epoch, tokenizer=train_tok)
+            pp_seeded = SeededPreprocess(pp_train, self.seeds)
+            data["train"] = build(args, pp_seeded, is_train=True, epoch=epoch, tokenizer=train_tok)
             for stage in pipeline_stages(data["train"].dataloader):
                 if isinstance(stage, SeededShuffle):
                     stage.seed, stage.rank, stage.epoch = args.seed, args.rank, data["train"].shared_epoch
+                    stage.position = self.position
+                if isinstance(stage, torch.utils.data.DataLoader) and args.workers > 0:
+                    # the workers' base seed from (seed, rank), not from the trainer's RNG: a resumed
+                    # run's fresh workers get the seed the first epoch's workers had
+                    stage.generator = torch.Generator().manual_seed(
+                        int(args.seed) * 1_000_003 + int(args.rank)
+                    )
             self.loader = CountingLoader(data["train"].dataloader)
+            self.loader.on_start, self.loader.between = self.epoch_started, self.between_steps
             data["train"].dataloader = self.loader
+            rec = self.resume_record
+            if rec is not None:
+                at_epoch, done = rec["position"]
+                per_worker = resume.worker_skips(done, args.workers)
+                self.position.resume_at(at_epoch, [n * args.batch_size for n in per_worker])
             if self.plan.warmup_epochs is not None:
                 per_epoch = self.loader.num_batches // args.accum_freq
                 args.warmup = round(self.plan.warmup_epochs * per_epoch)
@@ -238,12 +291,21 @@ class Run:
             self.started = True
             self._load_records(epoch)
         self.epoch = epoch
-        if isinstance(self.tokenizer, EpochTokenizer):
+        self.train_state = (model, optimizer, rest[0] if rest else None)
+        if hasattr(self.tokenizer, "set_epoch"):  # MaskingTokenizer, EpochTokenizer: the epoch's masks
             self.tokenizer.set_epoch(epoch)
         if self.loader is not None:
             self.loader.reset()
         if self.loss is not None:
             self.loss.reset()
+        rec = self.resume_record
+        if rec is not None and rec["position"][0] == epoch and len(rest) >= 2:
+            shift = rec["position"][1] // max(1, self.args.accum_freq)  # the loop's step counts from 0 again
+            rest = list(rest)
+            if rest[1] is not None:
+                rest[1] = functools.partial(_shifted_schedule, rest[1], shift)
+            if kw.get("tb_writer") is not None:
+                kw["tb_writer"] = ShiftedWriter(kw["tb_writer"], shift)
         t0 = time.perf_counter()
         out = upstream.original(f"{OC_MAIN}.train_one_epoch")(
             model, data, loss, epoch, optimizer, *rest, **kw
@@ -382,6 +444,196 @@ class Run:
             f"skipped {skipped} bad records ({rec['skipped_total']} in total)"
         )
 
+    # ---- step checkpoints, exact resume, stop requests (clipf.engine.resume)
+    def identity(self) -> dict[str, Any]:
+        """The options a checkpoint must share with this run to be resumed by it."""
+        cfg = self.plan.to_json()
+        oc = self.plan.oc
+        cfg.update(
+            world_size=env_world(),
+            workers=oc.workers,
+            accum_freq=oc.accum_freq,
+            dataset_resampled=bool(oc.dataset_resampled),
+        )
+        return resume.identity(cfg)
+
+    def prepare_resume(self) -> None:
+        """Before open_clip_train starts: resolve ``--resume`` (``latest``: the newest epoch or step
+        checkpoint that loads; damaged ones are named and passed over) and refuse a checkpoint written
+        under other options (:class:`~clipf.engine.resume.ResumeError`, a UsageError). Every rank does
+        this (same files, same answer), so a refusal stops all of them."""
+        oc = self.plan.oc
+        if not oc.resume:
+            return
+        if oc.resume == "latest":
+            if not oc.name or not oc.logs or str(oc.logs).lower() == "none":
+                return  # open_clip_train says what is missing
+            master = env_rank() == 0
+            path = resume.choose_latest(
+                Path(oc.logs, oc.name, "checkpoints"),
+                (lambda m: print(m, file=sys.stderr, flush=True)) if master else (lambda m: None),
+            )
+        else:
+            path = Path(oc.resume)
+        if path is None or not path.is_file():
+            return
+        self.resume_from = path
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - not a torch zip archive: open_clip_train reports it when it loads
+            return
+        record = ckpt.get(resume.RECORD) if isinstance(ckpt, dict) else None
+        if isinstance(record, dict):
+            resume.check_identity(path, record.get("identity"), self.identity())
+            if record.get("position") and "ranks" in record:
+                self.resume_record = record
+
+    def latest_checkpoint(self, path: str, remote: bool = False) -> str | None:
+        """Swapped in for open_clip_train's ``get_latest_checkpoint``: the choice of :meth:`prepare_resume`."""
+        return str(self.resume_from) if self.resume_from is not None else None
+
+    def save_checkpoint(self, obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        """open_clip_train's ``torch.save`` of a checkpoint: this run's identity added, written atomically."""
+        if isinstance(obj, dict) and "state_dict" in obj and "epoch" in obj and resume.RECORD not in obj:
+            obj = {**obj, resume.RECORD: {"identity": self.identity()}}
+        atomic_save(obj, f, *args, **kwargs)
+
+    def objective_state(self) -> Any:
+        """Hook: this rank's objective state a step checkpoint must keep (UTA: its mask generator)."""
+        return None
+
+    def restore_objective_state(self, state: Any) -> None:
+        """Hook: put :meth:`objective_state`'s value back in a resumed epoch."""
+
+    def epoch_started(self) -> None:
+        """The epoch's data iterator exists: a resumed epoch puts back this rank's RNG states, counters
+        and objective state now — after the DataLoader drew its seed, before the first batch."""
+        rec = self.resume_record
+        if rec is None or rec["position"][0] != self.epoch:
+            return
+        self.resume_record = None
+        at_epoch, done = rec["position"]
+        mine = rec["ranks"][self.args.rank]
+        if self.args.workers > 0:
+            resume.set_rng_state(mine["rng"])
+        else:  # the in-process pipeline draws the loader's seed from torch's RNG when it starts: after that
+            self.position.on_main_begin = functools.partial(resume.set_rng_state, mine["rng"])
+        self.loader.restore(mine["counters"])
+        if self.loss is not None:
+            self.loss.total, self.loss.steps = float(mine["loss"][0]), int(mine["loss"][1])
+        self.restore_objective_state(mine.get("objective"))
+        self.clock.saved(at_epoch * self.loader.num_batches + done)
+        if self.master:
+            logging.info(
+                f"clipf: resuming from step checkpoint {self.resume_from} (epoch {at_epoch}, batch {done}/"
+                f"{self.loader.num_batches}): the consumed samples are dropped before decoding, their "
+                "captions replayed through the masker"
+            )
+
+    def between_steps(self, done: int) -> None:
+        """Before each batch (``done`` batches of the epoch finished): a step checkpoint when rank 0's
+        clock says so or any rank got a stop request (all ranks agree through one all-reduce); then, on
+        a stop request, :class:`Preempted`."""
+        args = self.args
+        stop = self.stop is not None and self.stop.signal is not None
+        at = self.epoch * self.loader.num_batches + done
+        due = self.master and done > 0 and self.clock.due(at)
+        if done % self.boundary or done >= self.loader.num_batches:
+            return  # between boundaries: the next one; the epoch's end: its epoch checkpoint
+        if getattr(args, "distributed", False) and torch.distributed.is_initialized():
+            flags = torch.tensor([float(stop), float(due)], device=args.device)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            stop, due = bool(flags[0] > 0), bool(flags[1] > 0)
+        if not (stop or due):
+            return
+        path = self.save_step(done)
+        if stop:
+            raise Preempted(self.stop.signal if self.stop and self.stop.signal else "stop request", path)
+
+    @property
+    def boundary(self) -> int:
+        """Step checkpoints sit at multiples of this many batches: whole gradient accumulations, and whole
+        rounds of the data workers (a resumed DataLoader takes its first batch from worker 0 again)."""
+        return math.lcm(max(1, self.args.accum_freq), max(1, self.args.workers))
+
+    def save_step(self, done: int) -> Path | None:
+        """Write ``step_<epoch>_<done>.pt`` (rank 0; every rank's RNG states, counters and objective state
+        gathered into it), keep the newest ``--keep-step-checkpoints``; a failed write (disk full) is
+        logged and keeps the previous ones."""
+        args = self.args
+        model, optimizer, scaler = self.train_state
+        meter = self.loss
+        mine = {
+            "rng": resume.rng_state(),
+            "counters": self.loader.counters(),
+            "loss": [
+                float(meter.total) if meter is not None and meter.steps else 0.0,
+                meter.steps if meter else 0,
+            ],
+            "objective": self.objective_state(),
+        }
+        ranks = [mine]
+        distributed = getattr(args, "distributed", False) and torch.distributed.is_initialized()
+        if distributed:
+            ranks = [None] * args.world_size
+            torch.distributed.all_gather_object(ranks, mine)
+        path = None
+        if self.master and self.log_dir is not None:
+            path = Path(args.checkpoint_path) / resume.Position(self.epoch, done).step_name()
+            ckpt = {
+                "epoch": self.epoch,
+                "name": args.name,
+                # as open_clip_train saves it: the DDP wrapper's keys (module.*), not torch.compile's
+                "state_dict": getattr(model, "_orig_mod", model).state_dict(),
+                "optimizer": optimizer.state_dict(),
+            }
+            if scaler is not None:
+                ckpt["scaler"] = scaler.state_dict()
+            ckpt[resume.RECORD] = {
+                "identity": self.identity(),
+                "position": [self.epoch, done],
+                "ranks": ranks,
+                "workers": args.workers,
+            }
+            t0 = time.perf_counter()
+            try:
+                atomic_save(ckpt, str(path))
+            except OSError as exc:
+                logging.error(
+                    f"clipf: step checkpoint {path} not written ({exc}); the previous ones are kept"
+                )
+                path = None
+            else:
+                resume.prune_steps(args.checkpoint_path, self.plan.keep_step_checkpoints)
+                logging.info(
+                    f"clipf: step checkpoint {path.name} (epoch {self.epoch}, batch {done}/"
+                    f"{self.loader.num_batches}) written in {time.perf_counter() - t0:.2f} s"
+                )
+        self.clock.saved(self.epoch * self.loader.num_batches + done)
+        if distributed:
+            torch.distributed.barrier()
+        return path
+
+    def preempted(self, stop: Preempted) -> int:
+        """After a honoured stop request: tell the batch script (``$CLIPF_PREEMPT_FILE``), clean up, exit
+        code :data:`~clipf.files.EXIT_REQUEUE`."""
+        if self.master:
+            logging.warning(
+                f"clipf: {stop.signal}: stopped after a step checkpoint ({stop.checkpoint}); run the same command "
+                "with --resume latest to continue exactly"
+            )
+            flag = os.environ.get(PREEMPT_ENV)
+            if flag:
+                with contextlib.suppress(OSError):
+                    Path(flag).parent.mkdir(parents=True, exist_ok=True)
+                    Path(flag).write_text(f"{stop.checkpoint}\n")
+        if self.skip_dir:
+            shutil.rmtree(self.skip_dir, ignore_errors=True)
+        args = self.args
+        if args is not None and getattr(args, "distributed", False) and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        return EXIT_REQUEUE
+
     # ---- end of training
     def export(self, checkpoint: str, out: Path) -> None:
         """Hook: write ``out`` (an open_clip local-dir: model) from the last checkpoint."""
@@ -429,7 +681,8 @@ class Run:
         logging.root.addFilter(progress)
         env = {k: os.environ.get(k) for k in (SKIP_DIR_ENV, SKIP_RANK_ENV)}
         try:
-            with upstream.patched("train", **self.hooks()):
+            self.prepare_resume()
+            with resume.StopRequest() as self.stop, upstream.patched("train", **self.hooks()):
                 yield
         finally:
             logging.root.removeFilter(progress)
@@ -466,3 +719,8 @@ class Objective:
     def make_run(self, plan: Plan) -> Run:
         """The :class:`Run` of a checked plan."""
         return Run(plan)
+
+
+def _shifted_schedule(scheduler: Callable[[int], Any], shift: int, step: int) -> Any:
+    """open_clip_train's LR schedule at ``step + shift`` (a resumed epoch's loop counts from 0)."""
+    return scheduler(step + shift)

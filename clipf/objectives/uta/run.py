@@ -258,6 +258,16 @@ class UTARun(engine.Run):
         self.loss = engine.LossMeter(self.uta_loss)
         return self.loss
 
+    def objective_state(self) -> Any:
+        """The student's patch-mask generator (a step checkpoint resumes its draws), as JSON text."""
+        model, _, _ = self.train_state
+        return json.dumps(engine.unwrap(model).rng.bit_generator.state)
+
+    def restore_objective_state(self, state: Any) -> None:
+        if state is not None:
+            model, _, _ = self.train_state
+            engine.unwrap(model).rng.bit_generator.state = json.loads(state)
+
     def train_one_epoch(self, model: Any, data: dict, loss: Any, epoch: int, *rest: Any, **kw: Any):
         """The engine's epoch, with the epoch's patch masks and the loss terms reset."""
         engine.unwrap(model).set_epoch(epoch)
