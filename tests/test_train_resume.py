@@ -5,6 +5,7 @@ Plus the faults: damaged step checkpoints, another argv, a full disk while savin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -66,6 +67,31 @@ def launch(argv: list[str], nproc: int = 1) -> subprocess.Popen:
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (torchrun starts its workers in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def kill_all(proc: subprocess.Popen) -> None:
+    """SIGKILL the run and all its processes at once, as a node failure or SLURM's kill does."""
+    for pid in descendants(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
@@ -92,8 +118,7 @@ def interrupted(argv: list[str], run: Path, nproc: int, how: str, seed: int) -> 
     wait_for_step_checkpoint(run, proc)
     time.sleep(random.Random(seed).uniform(0, 0.1))
     if how == "kill":
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_all(proc)
     else:
         os.killpg(proc.pid, getattr(signal, how))
         rc, out = finish(proc)
@@ -103,7 +128,8 @@ def interrupted(argv: list[str], run: Path, nproc: int, how: str, seed: int) -> 
     rc, out = finish(launch(argv, nproc))
     assert rc == 0, out[-4000:]
     if newest.name.startswith("step_"):  # killed inside an epoch: resumed there
-        assert f"resuming from step checkpoint {newest}" in out, out[-3000:]
+        said = [line for line in out.splitlines() if "resum" in line.lower() or "checkpoint" in line.lower()]
+        assert f"resuming from step checkpoint {newest}" in out, "\n".join(said[-20:])
     return out
 
 
@@ -150,8 +176,7 @@ def test_damaged_newest_step_checkpoint_falls_back_and_says_so(data, tmp_path):
     proc = launch(argv)
     wait_for_step_checkpoint(tmp_path / "run", proc)
     time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_all(proc)
     found = R.checkpoints(tmp_path / "run" / "checkpoints")
     assert found, "no checkpoint written"
     newest = found[0][1]
@@ -164,8 +189,7 @@ def test_checkpoint_of_another_argv_is_refused_with_the_options_named(data, tmp_
     argv = base_args(data, tmp_path, "run", "--save-every-steps", "2", "--epochs", "1", samples=64)
     proc = launch(argv)
     wait_for_step_checkpoint(tmp_path / "run", proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_all(proc)
     other = list(argv)
     other[other.index("--batch-size") + 1] = "8"
     rc, out = finish(launch([*other, "--resume", "latest"]))
