@@ -96,7 +96,7 @@ CONTEXT = (
     "in the city",
     "at the park",
     "it is a lot of fun",
-    "on the table",
+    "in the kitchen",
     "near the window",
     "last summer",
     "this week",
@@ -213,7 +213,7 @@ _TAGS = {
         "photo picture image closeup macro shot illustration view detail stock resolution wallpaper art "
         "print quality sale photography garden zoo kids home copy space display favorite room shipping gift "
         "idea hand shop buy price design size collection city park table window summer week rights way "
-        "time lot fun museum morning favorites edition poster sticker toy card ornament figure pattern "
+        "time lot fun museum morning favorites edition kitchen poster sticker toy card ornament figure pattern "
         "decal object thing item stripes border rim half colors tone background backdrop sky grass field "
         "nature instagood love photooftheday picoftheday style hd day family birthday morning school "
         "seller info credit source tv middle night series story life thing"

@@ -345,4 +345,24 @@ def format_stats(s: dict) -> str:
         ),
         "top words             " + " ".join(w for w, _ in s["top_words"][:15]),
     ]
+    wb = s.get("world")
+    if wb:
+        e = wb["english"]
+        seen = f" (seen {wb['prior_ratio_seen']:g})" if wb["prior_ratio_seen"] else ""
+        lines += [
+            f"world                 {wb['preset']}: {wb['classes']} classes named by {wb['class_names']} words; "
+            f"prior most / least {wb['prior_ratio']:g}{seen}; a name in {wb['captions_with_name']:.0%} of captions",
+            f"name frequency        median {wb['name_frequency_median']:.2g} per name "
+            f"({wb['name_frequency_occurrence_median'] or 0:.2g} per occurrence); English median "
+            + (f"{wb['name_english_median']:.2g}" if wb["name_english_median"] else "n/a")
+            + f" (ImageNet-1k head nouns: {e['imagenet_head_noun']:.2g})",
+            f"token / name frequency median token {wb['token_frequency_median']:.2g} = "
+            + (f"{wb['token_over_name']:g}x" if wb["token_over_name"] else "n/a (most names unseen)")
+            + f" the median name (English: {e['running_token']:.0e} vs "
+            f"{e['imagenet_head_noun']:.2g} = {e['token_over_name']:g}x)",
+            "name cut by truncation "
+            + "  ".join(f"K={k}: {v:.0%}" for k, v in wb["name_cut_by_truncation"].items() if v is not None)
+            + f"   (captions: {wb['words_median']:g} words, {wb['bpe_tokens_median']:g} BPE tokens median, "
+            f"{wb['bpe_over_16']:.0%} over 16)",
+        ]
     return "\n".join(lines)
