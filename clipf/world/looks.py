@@ -19,7 +19,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image
 
 from clipf.world import lexicon as L
 from clipf.world import scene as S
@@ -147,6 +148,14 @@ def sample_instance(look: Mapping, rng, scfg: Mapping) -> dict:
     return obj
 
 
+def erode(mask: Image.Image, r: int) -> Image.Image:
+    """Grey-level erosion of an "L" mask by a (2r + 1)-pixel square (outside the image counts as 0)."""
+    a = np.pad(np.asarray(mask), r)
+    a = sliding_window_view(a, 2 * r + 1, axis=1).min(axis=-1)
+    a = sliding_window_view(a, 2 * r + 1, axis=0).min(axis=-1)
+    return Image.fromarray(np.ascontiguousarray(a), mode="L")
+
+
 def _pattern_mask(obj: Mapping, size: int, box, ss: int, scfg: Mapping) -> np.ndarray:
     """Where the accent goes inside the object's box (supersampled grid), as 0/1: stripes across the
     object's own axis, or its lower half."""
@@ -180,7 +189,7 @@ def render_concept(scene: Mapping, size: int, scfg: Mapping, rng) -> Image.Image
         accent = tuple(obj["accent_rgb"])
         if pattern == "outlined":  # the accent shape, its eroded inside in the main colour
             border = max(1, round(scfg["outline"] * obj["radius"] * size * ss))
-            inner = big.filter(ImageFilter.MinFilter(2 * border + 1))
+            inner = erode(big, border)
             img.paste(accent, box[:2], big.reduce(ss) if ss > 1 else big)
             img.paste(tuple(obj["rgb"]), box[:2], inner.reduce(ss) if ss > 1 else inner)
             continue
