@@ -261,9 +261,14 @@ def test_config_file_section_is_read(tmp_path):
 
 
 def test_params_yaml_world_mirrors_the_defaults():
+    from clipf.world.presets import PRESETS
+
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert K.load_config(REPO / "params.yaml") == K.DEFAULTS
-    assert set(params["world"]) == set(K.DEFAULTS)
+    assert K.load_config(REPO / "params.yaml") == K.DEFAULTS  # world.preset: shapes
+    assert set(params["world"]["presets"]) == set(PRESETS)
+    for name, module in PRESETS.items():
+        assert K.load_config(REPO / "params.yaml", name) == module.DEFAULTS, name
+        assert set(params["world"]["presets"][name]) == set(module.DEFAULTS) - {"preset"}
 
 
 # --------------------------------------------------------------------------------- caption statistics

@@ -1,7 +1,7 @@
 """``clipf data``: generate and inspect the embedded image-caption world.
 
 clipf data synth --out DIR --train N --val M --image-size S --seed X [--eval N]
-                 [--config params.yaml] [--overwrite] [--workers W] [--no-progress]
+                 [--preset shapes|concepts] [--config params.yaml] [--overwrite] [--workers W] [--no-progress]
 clipf data stats DIR [--split train] [--limit N] [--json]
 clipf data show  DIR [--out figures/world_contact_sheet.png] [--n 16] [--cols 4] [--split train]
 clipf data spec  DIR [--split train]        # open_clip_train's --train-data / --train-num-samples
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         "--eval", type=int, default=None, help="images per evaluation set (default: world.eval_size; 0: none)"
     )
     p.add_argument("--config", default=None, help="params.yaml (its world: section) or a YAML of the section")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="which world: shapes | concepts (default: the config's world.preset, else shapes)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a world already in --out")
     p.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,6 +78,7 @@ def cli(argv: list[str] | None = None) -> int:
                 overwrite=args.overwrite,
                 workers=args.workers,
                 progress=not args.no_progress,
+                preset=args.preset,
             )
             evals = ", ".join(m.get("eval", {})) or "none"
             print(

@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from clipf.files import write_json, write_text
-from clipf.world import evalsets as E
 from clipf.world import shards as W
-from clipf.world.captions import clean_captions, web_caption
 from clipf.world.config import fingerprint, load_config
-from clipf.world.scene import Draws, render_image, sample_scene
+from clipf.world.presets import preset_of
+from clipf.world.scene import Draws
+from clipf.world.spec import RETRIEVAL, EvalSet, balanced_labels
+
+__all__ = ["MANIFEST", "WorldError", "balanced_labels", "is_world", "shard_spec", "synthesize"]
 
 FORMAT = "clipf-world/1"
 STREAMS = {"train": 0, "val": 1}
@@ -90,6 +92,7 @@ def _shard_rng(seed: int, stream: int, shard: int) -> Draws:
 def _pair_shard(job: Mapping) -> tuple[str, int]:
     """Render and write one training / validation shard. -> (shard name, samples)"""
     cfg, size, split, seed = job["cfg"], job["image_size"], job["split"], job["seed"]
+    preset = preset_of(cfg)
     d = _shard_rng(seed, STREAMS[split], job["shard"])
     fmt, quality = cfg["image_format"], cfg["jpeg_quality"]
     ext = W.EXTENSIONS[fmt]
@@ -97,9 +100,8 @@ def _pair_shard(job: Mapping) -> tuple[str, int]:
     members = []
     for i in range(job["count"]):
         key = f"{job['shard']:05d}{i:0{digits}d}"
-        scene = sample_scene(d, cfg["scene"])
-        image = W.encode_image(render_image(scene, size, cfg["scene"], d), fmt, quality)
-        caption, units, info = web_caption(scene, d, cfg)
+        pixels, caption, extra = preset.pair(d, cfg, size)
+        image = W.encode_image(pixels, fmt, quality)
         meta = {
             "key": key,
             "status": "success",
@@ -111,11 +113,7 @@ def _pair_shard(job: Mapping) -> tuple[str, int]:
             "original_width": size,
             "original_height": size,
             "sha256": hashlib.sha256(image).hexdigest(),
-            "scene": scene,
-            "words": [[w, t] for w, t, _ in units],
-            "grounded": [g for _, _, g in units],
-            "wrong": info["wrong"],
-            "unrelated": info["unrelated"],
+            **extra,
         }
         members += [
             (f"{key}.{ext}", image),
@@ -138,25 +136,23 @@ def _pair_shard(job: Mapping) -> tuple[str, int]:
 
 def _eval_shard(job: Mapping) -> tuple[str, int]:
     """Render and write one shard of an evaluation set. -> (shard name, samples)"""
-    cfg, size, name = job["cfg"], job["image_size"], job["set"]
-    d = _shard_rng(job["seed"], E.EVAL_SETS[name][1], job["shard"])
+    cfg, size = job["cfg"], job["image_size"]
+    preset = preset_of(cfg)
+    spec: EvalSet = preset.eval_sets(cfg)[job["set"]]
+    d = _shard_rng(job["seed"], spec.stream, job["shard"])
     fmt, quality = cfg["image_format"], cfg["jpeg_quality"]
     ext = W.EXTENSIONS[fmt]
-    classes = job["classes"]
     members = []
     for i, label in enumerate(job["labels"]):
         index = job["start"] + i
         key = f"s{index:07d}"
-        force = E.force_of(name, classes[label]) if label is not None else None
-        scene = sample_scene(d, cfg["scene"], force)
-        image = W.encode_image(render_image(scene, size, cfg["scene"], d), fmt, quality)
-        members.append((f"{key}.{ext}", image))
-        if label is None:
-            text = "\n".join(clean_captions(scene, d, cfg["eval_captions"]))
+        pixels, text, extra = preset.eval_item(d, cfg, spec, label, size)
+        members.append((f"{key}.{ext}", W.encode_image(pixels, fmt, quality)))
+        if spec.task == RETRIEVAL:
             members.append((f"{key}.txt", text.encode("utf-8")))
         else:
             members.append((f"{key}.cls", str(label).encode()))
-        meta = {"key": key, "scene": scene, "label": label}
+        meta = {"key": key, **extra, "label": label}
         members.append((f"{key}.json", json.dumps(meta, separators=(",", ":")).encode("utf-8")))
     W.write_tar(Path(job["dir"]) / job["name"], members)
     return job["name"], len(job["labels"])
@@ -195,18 +191,9 @@ def _pair_jobs(stage: Path, split: str, n: int, common: Mapping) -> list[dict]:
     return jobs
 
 
-def balanced_labels(n: int, n_classes: int, seed: int, stream: int) -> list[int]:
-    """``n`` labels, each class ``n // C`` or ``n // C + 1`` times (the first ``n % C`` classes get one
-    more), in a shuffled order."""
-    labels = np.arange(n) % n_classes
-    return np.random.default_rng(np.random.SeedSequence([seed, stream, 1 << 20])).permutation(labels).tolist()
-
-
-def _eval_jobs(stage: Path, name: str, n: int, common: Mapping) -> list[dict]:
-    cfg = common["cfg"]
-    attribute, stream, _ = E.EVAL_SETS[name]
-    classes = E.classes(name, cfg["scene"])
-    labels = balanced_labels(n, len(classes), common["seed"], stream) if attribute else [None] * n
+def _eval_jobs(stage: Path, spec: EvalSet, n: int, common: Mapping) -> list[dict]:
+    cfg, name = common["cfg"], spec.name
+    labels = spec.labels(n, common["seed"])
     shard_size = cfg["shard_size"]
     folder = stage / "eval" / name / "test"
     folder.mkdir(parents=True)
@@ -219,7 +206,6 @@ def _eval_jobs(stage: Path, name: str, n: int, common: Mapping) -> list[dict]:
                 "kind": "eval",
                 "group": f"eval/{name}",
                 "set": name,
-                "classes": classes,
                 "dir": str(folder),
                 "shard": s,
                 "name": f"{s}.tar",
@@ -251,29 +237,29 @@ def _finish_split(stage: Path, split: str, names: dict[str, int], common: Mappin
     return {"count": info["count"], "shards": info["shards"], "pattern": info["pattern"]}
 
 
-def _finish_eval(stage: Path, name: str, names: dict[str, int], common: Mapping) -> dict:
+def _finish_eval(stage: Path, spec: EvalSet, names: dict[str, int], common: Mapping) -> dict:
     cfg = common["cfg"]
-    folder = stage / "eval" / name
-    attribute, stream, templates = E.EVAL_SETS[name]
+    folder = stage / "eval" / spec.name
     write_text(folder / "test" / "nshards.txt", f"{len(names)}\n")
-    classes = E.classes(name, cfg["scene"])
     n = sum(names.values())
-    info: dict[str, Any] = {"name": name, "n": n, "seed": common["seed"], "stream": stream}
-    if attribute is None:
+    info: dict[str, Any] = {"name": spec.name, "n": n, "seed": common["seed"], "stream": spec.stream}
+    if spec.task == RETRIEVAL:
         write_text(folder / "dataset_type.txt", "retrieval\n")
-        info.update(task="zeroshot_retrieval", captions_per_image=cfg["eval_captions"])
+        info.update(task=RETRIEVAL, captions_per_image=cfg["eval_captions"])
     else:
+        classes = list(spec.classes)
         write_text(folder / "classnames.txt", "\n".join(classes) + "\n")
-        write_text(folder / "zeroshot_classification_templates.txt", "\n".join(templates) + "\n")
-        labels = balanced_labels(n, len(classes), common["seed"], stream)
+        write_text(folder / "zeroshot_classification_templates.txt", "\n".join(spec.templates) + "\n")
+        labels = spec.labels(n, common["seed"])
         counts = np.bincount(labels, minlength=len(classes)).tolist() if n else [0] * len(classes)
         info.update(
-            task="zeroshot_classification",
-            attribute=attribute,
+            task=spec.task,
+            attribute=spec.attribute,
             classes=classes,
             class_counts=dict(zip(classes, counts, strict=True)),
-            templates=list(templates),
+            templates=list(spec.templates),
         )
+    info.update(spec.info)
     info.update(
         nshards=len(names),
         image_size=common["image_size"],
@@ -281,6 +267,8 @@ def _finish_eval(stage: Path, name: str, names: dict[str, int], common: Mapping)
         fingerprint=fingerprint(cfg),
     )
     write_json(folder / "info.json", info)
+    for fname, obj in spec.files.items():
+        write_json(folder / fname, obj)
     return {k: info[k] for k in ("task", "n", "nshards")}
 
 
@@ -299,10 +287,12 @@ def synthesize(
     overwrite: bool = False,
     workers: int = 1,
     progress: bool = True,
+    preset: str | None = None,
 ) -> dict:
     """Write a world to ``out``; returns its manifest (also ``out/world.json``).
 
-    ``cfg``: the ``world`` knobs (a dict, a params.yaml path, or None for the defaults). ``n_eval``:
+    ``cfg``: the ``world`` knobs (a dict, a params.yaml path, or None for the defaults); ``preset``: which
+    world (:mod:`clipf.world.presets`; None: the config's ``preset``, else ``shapes``). ``n_eval``:
     images per evaluation set (None: ``cfg['eval_size']``; 0: no eval sets). ``workers``: processes
     (the bytes do not depend on it). Raises :class:`WorldError` (nothing written) on bad sizes, an
     ``out`` that already holds a dataset without ``overwrite``, or a full disk.
@@ -315,7 +305,7 @@ def synthesize(
     from clipf.world.config import ConfigError
 
     try:
-        cfg = load_config(cfg)
+        cfg = load_config(cfg, preset)
     except ConfigError as err:
         raise WorldError(str(err)) from None
     n_eval = _check_int("n_eval (--eval)", cfg["eval_size"] if n_eval is None else n_eval, 0, 10**7)
@@ -344,14 +334,15 @@ def synthesize(
 def _build(stage, n_train, n_val, n_eval, image_size, seed, cfg, workers, progress) -> dict:
     stage.mkdir(parents=True)
     common = {"cfg": cfg, "image_size": image_size, "seed": seed}
+    preset = preset_of(cfg)
+    sets = preset.eval_sets(cfg) if n_eval else {}
     jobs = _pair_jobs(stage, "train", n_train, common)
     if n_val:
         jobs += _pair_jobs(stage, "val", n_val, common)
-    if n_eval:
-        for name in E.EVAL_SETS:
-            jobs += _eval_jobs(stage, name, n_eval, common)
+    for spec in sets.values():
+        jobs += _eval_jobs(stage, spec, n_eval, common)
     done: dict[str, dict[str, int]] = {}
-    total = n_train + n_val + n_eval * (len(E.EVAL_SETS) if n_eval else 0)
+    total = n_train + n_val + n_eval * len(sets)
     from tqdm.auto import tqdm
 
     with tqdm(total=total, desc="clipf data synth", unit="img", disable=not progress) as bar:
@@ -376,11 +367,13 @@ def _build(stage, n_train, n_val, n_eval, image_size, seed, cfg, workers, progre
     manifest["train"] = _finish_split(stage, "train", done["train"], common)
     if n_val:
         manifest["val"] = _finish_split(stage, "val", done["val"], common)
-    if n_eval:
+    if sets:
         manifest["eval"] = {
-            name: _finish_eval(stage, name, done[f"eval/{name}"], common) for name in E.EVAL_SETS
+            name: _finish_eval(stage, spec, done[f"eval/{name}"], common) for name, spec in sets.items()
         }
-        write_text(stage / "eval" / "benchmark.txt", "".join(f"wds/{n}\n" for n in E.EVAL_SETS))
+        write_text(stage / "eval" / "benchmark.txt", "".join(f"wds/{n}\n" for n in sets))
+    for fname, obj in preset.world_files(cfg).items():
+        write_json(stage / fname, obj)
     manifest.update(config=cfg, fingerprint=fingerprint(cfg))
     write_json(stage / MANIFEST, manifest)
     return manifest

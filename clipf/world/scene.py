@@ -106,7 +106,7 @@ GEOMETRY: dict[str, list[tuple[list[tuple[float, float]], int]]] = {
     "hexagon": [(_regular(6, 1.0, 0.0), 255)],
     "bar": [([(-1.0, -0.32), (1.0, -0.32), (1.0, 0.32), (-1.0, 0.32)], 255)],
 }
-_GEOM_NP = {k: [(np.asarray(p, dtype=np.float64), fill) for p, fill in v] for k, v in GEOMETRY.items()}
+GEOM_NP = {k: [(np.asarray(p, dtype=np.float64), fill) for p, fill in v] for k, v in GEOMETRY.items()}
 assert set(GEOMETRY) == set(L.SHAPES)
 
 
@@ -231,11 +231,11 @@ def _object(d: Draws, cfg, shape: str, color: str, radius: float, x: float, y: f
 
 # ----------------------------------------------------------------------------------------- rendering
 
-_BANK = 4  # background variants per (background, size)
+BANK = 4  # background variants per (background, size)
 
 
 @cache
-def _noise_image(size: int, sigma: float) -> Image.Image:
+def noise_image(size: int, sigma: float) -> Image.Image:
     """Gaussian pixel noise of std ``sigma`` plus 128, over a (2 size)^2 RGB canvas, fixed (crops of it
     at a random offset vary per image)."""
     noise = np.rint(np.random.default_rng(0x5EED).standard_normal((2 * size, 2 * size, 3)) * sigma) + 128
@@ -243,14 +243,14 @@ def _noise_image(size: int, sigma: float) -> Image.Image:
 
 
 @cache
-def _background_bank(name: str, size: int) -> tuple[Image.Image, ...]:
+def background_bank(name: str, size: int) -> tuple[Image.Image, ...]:
     """A few fixed size x size variants of a background texture, each also mirrored."""
     base, texture, _ = L.BACKGROUNDS[name]
     base = np.asarray(base, dtype=np.float32)
     rng = np.random.default_rng([0xB6, size, list(L.BACKGROUNDS).index(name)])
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     out = []
-    for _ in range(_BANK):
+    for _ in range(BANK):
         if texture == "flat":
             img = np.broadcast_to(base, (size, size, 3)).copy()
         elif texture == "noise":  # blotchy: coarse noise upsampled + fine grain
@@ -282,7 +282,7 @@ def _background_bank(name: str, size: int) -> tuple[Image.Image, ...]:
     return tuple(out)
 
 
-def _polygon(points: np.ndarray, obj: Mapping, scale: float, ox: float, oy: float) -> list[float]:
+def polygon(points: np.ndarray, obj: Mapping, scale: float, ox: float, oy: float) -> list[float]:
     """Unit-frame points -> flat pixel coordinates on a (supersampled) canvas whose origin is (ox, oy)."""
     a = math.radians(obj["rotation"])
     r = obj["radius"] * scale
@@ -293,39 +293,64 @@ def _polygon(points: np.ndarray, obj: Mapping, scale: float, ox: float, oy: floa
     return (points @ m + shift).ravel().tolist()
 
 
-def render_image(scene: Mapping, size: int, cfg: Mapping, rng) -> Image.Image:
-    """The scene as a size x size RGB PIL image (``cfg``: the ``world.scene`` section; ``rng``: a NumPy
-    generator or :class:`Draws`)."""
-    d = as_draws(rng)
-    bank = _background_bank(scene["background"], size)
+def object_box(obj: Mapping, size: int) -> tuple[int, int, int, int] | None:
+    """The pixel box (x0, y0, x1, y1) that holds an object on a size x size image (None: outside)."""
+    reach = obj["radius"] * max(obj["aspect"], 1 / obj["aspect"]) * 1.2 * size
+    x0 = max(0, int(math.floor(obj["x"] * size - reach)))
+    y0 = max(0, int(math.floor(obj["y"] * size - reach)))
+    x1 = min(size, int(math.ceil(obj["x"] * size + reach)))
+    y1 = min(size, int(math.ceil(obj["y"] * size + reach)))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def object_mask(obj: Mapping, size: int, box: tuple[int, int, int, int], ss: int, reduce: bool = True):
+    """The object's coverage over ``box`` as an "L" image, drawn ``ss``-times supersampled (and reduced
+    back unless ``reduce`` is False)."""
+    x0, y0, x1, y1 = box
+    mask = Image.new("L", ((x1 - x0) * ss, (y1 - y0) * ss), 0)
+    draw = ImageDraw.Draw(mask)
+    for points, fill in GEOM_NP[obj["shape"]]:
+        draw.polygon(polygon(points, obj, size * ss, x0 * ss, y0 * ss), fill=fill)
+    if ss > 1 and reduce:
+        mask = mask.reduce(ss)
+    return mask
+
+
+def start_image(background: str, size: int, cfg: Mapping, d: Draws) -> tuple[Image.Image, int]:
+    """A fresh copy of a background variant and the exposure shift drawn for it."""
+    bank = background_bank(background, size)
     img = bank[d.below(len(bank))]
     bj = cfg["background_jitter"]
     shift = round(d.uniform(-bj, bj)) if bj else 0
-    img = img.copy()
-    ss = int(cfg["antialias"])
-    for obj in reversed(scene["objects"]):  # the main object last, on top
-        reach = obj["radius"] * max(obj["aspect"], 1 / obj["aspect"]) * 1.2 * size
-        x0 = max(0, int(math.floor(obj["x"] * size - reach)))
-        y0 = max(0, int(math.floor(obj["y"] * size - reach)))
-        x1 = min(size, int(math.ceil(obj["x"] * size + reach)))
-        y1 = min(size, int(math.ceil(obj["y"] * size + reach)))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        mask = Image.new("L", ((x1 - x0) * ss, (y1 - y0) * ss), 0)
-        draw = ImageDraw.Draw(mask)
-        for points, fill in _GEOM_NP[obj["shape"]]:
-            draw.polygon(_polygon(points, obj, size * ss, x0 * ss, y0 * ss), fill=fill)
-        if ss > 1:
-            mask = mask.reduce(ss)
-        img.paste(tuple(obj["rgb"]), (x0, y0), mask)
+    return img.copy(), shift
+
+
+def finish_image(img: Image.Image, shift: int, size: int, cfg: Mapping, d: Draws) -> Image.Image:
+    """Pixel noise and the exposure shift, in one pass: img + (noise + 128) - 128 + shift, clipped."""
     sigma = cfg["noise"]
-    if sigma:  # noise and the exposure shift in one pass: img + (noise + 128) - 128 + shift, clipped
+    if sigma:
         ox, oy = d.below(size), d.below(size)
-        noise = _noise_image(size, float(sigma)).crop((ox, oy, ox + size, oy + size))
+        noise = noise_image(size, float(sigma)).crop((ox, oy, ox + size, oy + size))
         img = ImageChops.add(img, noise, 1.0, shift - 128)
     elif shift:
         img = ImageChops.add(img, Image.new("RGB", img.size), 1.0, shift)
     return img
+
+
+def render_image(scene: Mapping, size: int, cfg: Mapping, rng) -> Image.Image:
+    """The scene as a size x size RGB PIL image (``cfg``: the ``world.scene`` section; ``rng``: a NumPy
+    generator or :class:`Draws`)."""
+    d = as_draws(rng)
+    img, shift = start_image(scene["background"], size, cfg, d)
+    ss = int(cfg["antialias"])
+    for obj in reversed(scene["objects"]):  # the main object last, on top
+        box = object_box(obj, size)
+        if box is None:
+            continue
+        img.paste(tuple(obj["rgb"]), box[:2], object_mask(obj, size, box, ss))
+    return finish_image(img, shift, size, cfg, d)
 
 
 def render(scene: Mapping, size: int, cfg: Mapping, rng) -> np.ndarray:

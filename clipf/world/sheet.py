@@ -18,6 +18,13 @@ KIND_COLORS = {
     "background": (130, 40, 160),
     "extra": (0, 130, 130),
 }
+CONCEPT_KIND_COLORS = {  # the concepts world's grounded kinds
+    "name": (200, 30, 30),
+    "color": (20, 80, 200),
+    "pattern": (210, 110, 0),
+    "size": (20, 140, 40),
+    "background": (130, 40, 160),
+}
 _SPAN = re.compile(r"[A-Za-z]+|\d|[^\sA-Za-z\d]+")
 
 
@@ -73,6 +80,9 @@ def _truth(meta: dict) -> str:
     if not scene:
         return ""
     o = scene["objects"][0]
+    if "concept" in scene:
+        pattern = "" if o["pattern"] == "solid" else f" {o['pattern']} ({o['accent']})"
+        return f"{scene['concept']}: {o['size']} {o['color']}{pattern} {o['shape']} | {scene['background']}"
     more = len(scene["objects"]) - 1
     extra = f" +{more}" if more else ""
     return f"{o['size']} {o['color']} {o['shape']}, {o['position']} | {scene['background']}{extra}"
@@ -104,10 +114,12 @@ def contact_sheet(
     legend_h = 30
     sheet = Image.new("RGB", (cols * cell, legend_h + rows * (cell + text_h)), "white")
     draw = ImageDraw.Draw(sheet)
+    concepts = any("concept" in (m.get("scene") or {}) for _, _, m in samples)
+    kind_colors = CONCEPT_KIND_COLORS if concepts else KIND_COLORS
     x = pad
     draw.text((x, 8), "grounded words:", fill="black", font=font)
     x += draw.textlength("grounded words: ", font=font)
-    for kind, rgb in KIND_COLORS.items():
+    for kind, rgb in kind_colors.items():
         draw.text((x, 8), kind, fill=rgb, font=bold)
         x += draw.textlength(kind + "   ", font=bold)
     draw.text((x, 8), "(underlined: said wrong)", fill="black", font=font)
@@ -135,9 +147,9 @@ def contact_sheet(
                 draw.text((x + sw, y), "...", fill="black", font=font)
                 break
             x += sw
-            draw.text((x, y), token, fill=KIND_COLORS[kind] if kind else (40, 40, 40), font=f)
+            draw.text((x, y), token, fill=kind_colors[kind] if kind else (40, 40, 40), font=f)
             if kind and grounded[j] in wrong:
-                draw.line((x, y + line_h - 2, x + w, y + line_h - 2), fill=KIND_COLORS[kind], width=2)
+                draw.line((x, y + line_h - 2, x + w, y + line_h - 2), fill=kind_colors[kind], width=2)
             x += w
         draw.text((cx + pad, cy + cell + text_h - line_h - 4), _truth(meta), fill=(120, 120, 120), font=small)
     out.parent.mkdir(parents=True, exist_ok=True)

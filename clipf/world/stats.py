@@ -26,6 +26,11 @@ from clipf.world.generate import WorldError, is_world
 FUNCTION_TAGS = frozenset({"DET", "ADP", "PRON", "CCONJ", "SCONJ", "AUX", "PART"})
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 CUTS = (8, 16, 32)
+BUDGETS = (4, 6, 8, 16)  # text-token budgets K of the study: K - 2 caption tokens survive truncation
+# English reference (wordfreq; paper/README.md): ImageNet-1k's class head nouns vs a running-text token
+ENGLISH = {"imagenet_head_noun": 3.4e-6, "running_token": 1e-3}
+# grounded kinds that name a world's classes: the concept name, or the main object's colour and shape
+NAME_KINDS = {"concepts": ("name",), "shapes": ("shape", "color")}
 
 
 def _split_dir(path: Path, split: str) -> Path:
@@ -129,6 +134,11 @@ def stats(
     g_starts: list[int] = []
     first_start: list[int] = []
     first_is_grounded = no_ground = wrong = unrelated = 0
+    cfg = _config(folder)
+    preset = (cfg or {}).get("preset", "shapes") if cfg is not None else None
+    name_kinds = NAME_KINDS.get(preset or "", ())
+    name_starts: list[int | None] = []  # BPE position of the first name word of each caption
+    classes_seen: Counter = Counter()
     for caption, meta in read_pairs(folder, limit):
         n += 1
         pairs = meta.get("words")
@@ -143,6 +153,7 @@ def stats(
         pos = 0
         starts = []
         first_idx = None
+        first_name = None
         k = 0
         for w, t, g in zip(words, wtags, ground, strict=True):
             length = bpe.length(w)
@@ -150,6 +161,8 @@ def stats(
                 counts[w] += 1
                 tags[t] += 1
                 classes.append((w, 2 if g is not None else int(t not in FUNCTION_TAGS)))
+                if g in name_kinds and first_name is None:
+                    first_name = pos
                 if g is not None:
                     grounded_words += 1
                     kinds[g] += 1
@@ -160,6 +173,8 @@ def stats(
             pos += length
         n_words.append(k)
         n_tokens.append(pos)
+        name_starts.append(first_name)
+        classes_seen[_class_of(meta.get("scene"), preset)] += 1
         g_starts += starts
         if starts:
             first_start.append(starts[0])
@@ -199,11 +214,98 @@ def stats(
         "pos_share": {t: round(v / total, 4) for t, v in tags.most_common()},
         "top_words": [[w, c] for w, c in counts.most_common(25)],
     }
+    if cfg is not None:
+        out["world"] = world_block(cfg, counts, classes, total, classes_seen, name_starts, n_words, n_tokens)
     if write and is_world(path):
         from clipf.files import write_json
 
         write_json(path / "stats.json", out)
     return out
+
+
+def _config(folder: Path) -> dict | None:
+    """The resolved world configuration a split was made with (its ``_info.json``), or None."""
+    info = folder / "_info.json"
+    if not info.exists():
+        return None
+    return json.loads(info.read_text()).get("config")
+
+
+def _class_of(scene: dict | None, preset: str | None) -> str | None:
+    if not scene:
+        return None
+    if preset == "concepts":
+        return scene.get("concept")
+    main = scene["objects"][0]
+    return f"{main['color']} {main['shape']}"
+
+
+def _names_of(cfg: dict) -> tuple[list[str], list[float | None], float]:
+    """A world's class names (the words that name its classes), their English frequencies (None when
+    unknown) and the prior ratio of its classes (most / least frequent)."""
+    if cfg.get("preset") == "concepts":
+        from clipf.world.presets.concepts import table
+
+        t = table(cfg)
+        return list(t.names), list(t.english), float(t.prior[0] / t.prior[-1])
+    words = [*cfg["scene"]["colors"], *cfg["scene"]["shapes"]]
+    try:
+        import wordfreq
+
+        english = [wordfreq.word_frequency(w, "en") for w in words]
+    except ImportError:  # pragma: no cover - wordfreq is a dev dependency
+        english = [None] * len(words)
+    return words, english, 1.0
+
+
+def _sig(x: float | None) -> float | None:
+    return None if x is None else float(f"{x:.3g}")
+
+
+def world_block(
+    cfg, counts: Counter, classes, total: int, seen: Counter, name_starts, n_words, n_tokens
+) -> dict:
+    """The statistics issue 18 compares across worlds, next to the English reference: class count,
+    prior ratio, how rare the class names are against the median running token, caption length."""
+    preset = cfg.get("preset", "shapes")
+    names, english, prior_ratio = _names_of(cfg)
+    type_f = [counts[w] / total for w in names]
+    name_set = set(names)
+    token_f = [counts[w] / total for w, _ in classes]
+    occ_f = [counts[w] / total for w, _ in classes if w in name_set]
+    token_median = float(np.median(token_f))
+    name_median = float(np.median(type_f))
+    present = [c for c in seen.values() if c]
+    with_name = [p for p in name_starts if p is not None]
+    known = [e for e in english if e is not None]
+    return {
+        "preset": preset,
+        "classes": len(names)
+        if preset == "concepts"
+        else len(cfg["scene"]["colors"]) * len(cfg["scene"]["shapes"]),
+        "class_names": len(names),
+        "prior_ratio": round(prior_ratio, 3),
+        "prior_ratio_seen": round(max(present) / min(present), 3) if present else None,
+        "classes_seen": len(present),
+        "name_frequency_median": _sig(name_median),
+        "name_frequency_occurrence_median": _sig(float(np.median(occ_f))) if occ_f else None,
+        "token_frequency_median": _sig(token_median),
+        "token_over_name": round(token_median / name_median, 1) if name_median else None,
+        "name_share": round(sum(counts[w] for w in names) / total, 4),
+        "name_english_median": _sig(float(np.median(known))) if known else None,
+        "english": {
+            **ENGLISH,
+            "token_over_name": round(ENGLISH["running_token"] / ENGLISH["imagenet_head_noun"], 1),
+        },
+        "captions_with_name": round(len(with_name) / len(name_starts), 4) if name_starts else None,
+        "name_cut_by_truncation": {
+            str(k): round(float(np.mean(np.asarray(with_name) >= k - 2)), 4) if with_name else None
+            for k in BUDGETS
+        },
+        "words_median": float(np.median(n_words)),
+        "bpe_tokens_median": float(np.median(n_tokens)),
+        "bpe_over_16": round(float(np.mean(np.asarray(n_tokens) > 16)), 4),
+    }
 
 
 def _median_frequency(classes, counts: Counter, total: int) -> dict[str, float | None]:
@@ -243,4 +345,24 @@ def format_stats(s: dict) -> str:
         ),
         "top words             " + " ".join(w for w, _ in s["top_words"][:15]),
     ]
+    wb = s.get("world")
+    if wb:
+        e = wb["english"]
+        seen = f" (seen {wb['prior_ratio_seen']:g})" if wb["prior_ratio_seen"] else ""
+        lines += [
+            f"world                 {wb['preset']}: {wb['classes']} classes named by {wb['class_names']} words; "
+            f"prior most / least {wb['prior_ratio']:g}{seen}; a name in {wb['captions_with_name']:.0%} of captions",
+            f"name frequency        median {wb['name_frequency_median']:.2g} per name "
+            f"({wb['name_frequency_occurrence_median'] or 0:.2g} per occurrence); English median "
+            + (f"{wb['name_english_median']:.2g}" if wb["name_english_median"] else "n/a")
+            + f" (ImageNet-1k head nouns: {e['imagenet_head_noun']:.2g})",
+            f"token / name frequency median token {wb['token_frequency_median']:.2g} = "
+            + (f"{wb['token_over_name']:g}x" if wb["token_over_name"] else "n/a (most names unseen)")
+            + f" the median name (English: {e['running_token']:.0e} vs "
+            f"{e['imagenet_head_noun']:.2g} = {e['token_over_name']:g}x)",
+            "name cut by truncation "
+            + "  ".join(f"K={k}: {v:.0%}" for k, v in wb["name_cut_by_truncation"].items() if v is not None)
+            + f"   (captions: {wb['words_median']:g} words, {wb['bpe_tokens_median']:g} BPE tokens median, "
+            f"{wb['bpe_over_16']:.0%} over 16)",
+        ]
     return "\n".join(lines)
