@@ -1,5 +1,6 @@
 # Two commands: `make demo` and `make test`. Everything else is a building block.
-# `make lab`: JupyterLab at the repository root; `make test-lab`: the real-browser JupyterLab test.
+# `make lab`: JupyterLab at the repository root; `make test-lab`: the real-browser JupyterLab test;
+# `make test-slurm`: preemption and requeue on a real (local) SLURM.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PROFILE ?= demo
 # extra `jupyter lab` options, e.g. make lab LAB_ARGS="--ip=0.0.0.0 --port=8899"
 LAB_ARGS ?=
 
-.PHONY: setup demo test lint format bench clean lab test-lab
+.PHONY: setup demo test lint format bench clean lab test-lab test-slurm
 
 $(BIN)/clipf: pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 1; }
@@ -22,8 +23,9 @@ setup: $(BIN)/clipf
 demo: setup
 	$(BIN)/python -m clipf.study --profile $(PROFILE)
 
+# the browser and SLURM tests have targets of their own (below); `.ci/run` runs all three
 test: setup lint
-	$(BIN)/python -m pytest -q -x
+	$(BIN)/python -m pytest -q -x -m "not lab and not slurm"
 
 lint: setup
 	$(BIN)/ruff check clipf tests bench notebooks
@@ -42,6 +44,12 @@ lab: setup
 # JupyterLab driven by Debian's headless Chromium (tests/test_lab.py); fails, not skips, without it.
 test-lab: setup
 	CLIPF_LAB=1 $(BIN)/python -m pytest -q -m lab tests/test_lab.py
+
+# a real one-node SLURM on localhost (Debian's slurm-wlm + munge, installed if absent: needs root) runs a
+# 2-process training job through `clipf submit`, preempts it mid-epoch and checks the requeued job's
+# weights against an uninterrupted run (tests/test_slurm.py); it stops the daemons it started
+test-slurm: setup
+	$(BIN)/python -m pytest -q -m slurm tests/test_slurm.py
 
 bench: setup
 	$(BIN)/python bench/maskers.py

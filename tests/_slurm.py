@@ -122,12 +122,14 @@ class LocalSlurm:
         self._write()
         r = self.root
         try:
-            subprocess.run(
+            out = subprocess.run(
                 ["runuser", "-u", "munge", "--", "/usr/sbin/munged", f"--socket={r}/munge/munge.socket",
                  f"--key-file={r}/munge/munge.key", f"--pid-file={r}/munge/munged.pid",
                  f"--log-file={r}/munge/munged.log", f"--seed-file={r}/munge/seed"],
-                check=True, capture_output=True, text=True,
+                capture_output=True, text=True,
             )  # fmt: skip
+            if out.returncode:
+                raise RuntimeError(f"munged did not start: {out.stderr.strip() or out.stdout.strip()}")
             self.pids["munged"] = self._pid("munged", r / "munge" / "munged.pid")
             subprocess.run(["/usr/sbin/slurmctld", "-f", str(self.conf)], check=True, env=self.env())
             self.pids["slurmctld"] = self._pid("slurmctld", r / "slurmctld.pid")

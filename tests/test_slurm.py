@@ -9,8 +9,10 @@ Run with ``make test-slurm`` (root: installs the packages if absent; `.ci/run` r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,10 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 def cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.fail("the SLURM test needs root (it installs and starts slurmctld, slurmd and munged)")
-    root = tmp_path_factory.mktemp("slurm")
-    with LocalSlurm(root / "cluster") as c:
-        yield c
-        c.run("scancel", "--user=root", check=False)
+    # munged wants every directory above its socket searchable by all: not pytest's 0700 tmp folders
+    root = Path(tempfile.mkdtemp(prefix="clipf-slurm-", dir="/tmp"))
+    try:
+        with LocalSlurm(root) as c:
+            yield c
+            c.run("scancel", "--user=root", check=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait(cond, timeout: float, what: str, every: float = 0.2):

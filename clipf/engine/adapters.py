@@ -261,3 +261,11 @@ class SeededPreprocess:
 
     def __call__(self, image: Any) -> Any:
         return self.seeds.seeded(self.preprocess, image)
+
+
+def own_process_group(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: a data worker leaves its trainer's process group. A preemption signal
+    sent to the group (``clipf submit``'s batch script, torchrun's SIGTERM to a rank) is the training
+    processes' to honour — finish the step, checkpoint, exit; a worker killed by it would crash the step.
+    Workers still end with their trainer (its shutdown, or their watchdog when it dies)."""
+    os.setpgid(0, 0)

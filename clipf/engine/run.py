@@ -41,6 +41,7 @@ from clipf.engine.adapters import (
     SeededPreprocess,
     SeededShuffle,
     count_and_continue,
+    own_process_group,
     pipeline_stages,
     skip_total,
 )
@@ -246,6 +247,8 @@ class Run:
                 if isinstance(stage, SeededShuffle):
                     stage.seed, stage.rank, stage.epoch = args.seed, args.rank, data["train"].shared_epoch
                     stage.position = self.position
+                if isinstance(stage, torch.utils.data.DataLoader) and stage.worker_init_fn is None:
+                    stage.worker_init_fn = own_process_group
                 if isinstance(stage, torch.utils.data.DataLoader) and args.workers > 0:
                     # the workers' base seed from (seed, rank), not from the trainer's RNG: a resumed
                     # run's fresh workers get the seed the first epoch's workers had
