@@ -151,3 +151,20 @@ def test_masking_tokenizer_streams_restart_each_epoch():
 
     copy = pickle.loads(pickle.dumps(fresh))
     assert copy.epoch == 1 and torch.equal(copy(caps), later)
+
+
+def test_seeded_preprocess_keeps_the_transform_attributes():
+    """open_clip_train's synthetic dataset reads preprocess.transforms[0].size."""
+    from torchvision import transforms
+
+    from clipf.engine.adapters import SeededPreprocess
+
+    pp = transforms.Compose([transforms.RandomResizedCrop(8), transforms.ToTensor()])
+    wrapped = SeededPreprocess(pp, R.WorkerSeeds(0, 0))
+    assert wrapped.transforms[0].size == (8, 8)
+    from PIL import Image
+
+    img = Image.new("RGB", (16, 16))
+    first = wrapped(img)
+    again = SeededPreprocess(pp, R.WorkerSeeds(0, 0))
+    assert torch.equal(again(img), first)

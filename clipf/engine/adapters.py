@@ -262,6 +262,9 @@ class SeededPreprocess:
     def __call__(self, image: Any) -> Any:
         return self.seeds.seeded(self.preprocess, image)
 
+    def __getattr__(self, name: str) -> Any:  # the transform's own attributes (open_clip_train reads some)
+        return getattr(self.preprocess, name)
+
 
 def own_process_group(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: a data worker leaves its trainer's process group. A preemption signal

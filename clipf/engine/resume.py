@@ -175,7 +175,7 @@ class WorkerSeeds:
 
     def __init__(self, seed: int, rank: int):
         self.seed, self.rank = int(seed), int(rank)
-        self.epoch = -1
+        self.epoch = 0  # until a data process starts an epoch (a pipeline without SeededShuffle never does)
         self.index = 0
 
     def start_epoch(self, epoch: int, skip: int = 0) -> None:
