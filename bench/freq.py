@@ -32,6 +32,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import readme_section  # noqa: E402  (bench/readme_section.py, beside this script)
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 WORK = HERE / "_work" / "freq"
@@ -200,15 +202,8 @@ def markdown(res: dict) -> str:
 
 
 def write_readme_section(text: str, path: Path = HERE / "README.md") -> None:
-    """Replace (or append) the ``## Word counting`` section, leaving other sections alone."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + 1)
-        new = old[:start] + text + ("" if end < 0 else "\n" + old[end + 1 :])
-    path.write_text(new, encoding="utf-8")
+    """Replace (or append) the ``## Word counting`` section of bench/README.md."""
+    readme_section.write_section(SECTION, text, path)
 
 
 def main() -> None:

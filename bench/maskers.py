@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import open_clip
+import readme_section  # noqa: E402  (bench/readme_section.py, beside this script)
 import torch
 import wordfreq
 from open_clip import tokenizer as _oc
@@ -220,15 +221,8 @@ def markdown(res: dict) -> str:
 
 
 def write_readme_section(text: str, path: Path = HERE / "README.md") -> None:
-    """Replace (or append) the ``## Maskers`` section, leaving other sections alone."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
-    start = old.find("## Maskers")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + 1)
-        new = old[:start] + text + ("" if end < 0 else "\n" + old[end + 1 :])
-    path.write_text(new, encoding="utf-8")
+    """Replace (or append) the ``## Maskers`` section of bench/README.md."""
+    readme_section.write_section("## Maskers", text, path)
 
 
 def main() -> None:

@@ -66,6 +66,17 @@ def check_weights(weights: Any, where: str, names: tuple[str, ...] | None = None
         raise ConfigError(f"{where}: weights of {' / '.join(names or weights)}, got {weights!r}")
 
 
+def check_caption_length(ln: Mapping, where: str = "world.caption.length") -> None:
+    """A caption-length spec ``{median, sigma, min, max}`` (words, lognormal, clipped)."""
+    for key in ("median", "sigma", "min", "max"):
+        if key not in ln:
+            raise ConfigError(f"{where}.{key}: missing")
+    check_number(ln["min"], f"{where}.min", 1, 200, integer=True)
+    check_number(ln["max"], f"{where}.max", ln["min"], 200, integer=True)
+    check_number(ln["median"], f"{where}.median", ln["min"], ln["max"])
+    check_number(ln["sigma"], f"{where}.sigma", 0, 3)
+
+
 def check_common(cfg: Mapping, formats: tuple[str, ...]) -> None:
     """The knobs every preset has: shard size, image format and quality, eval-set sizes."""
     check_number(cfg["shard_size"], "world.shard_size", 1, 9999, integer=True)

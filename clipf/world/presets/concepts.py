@@ -30,6 +30,7 @@ from clipf.world import names as N
 from clipf.world.alttext import clean_captions, concept_caption
 from clipf.world.checks import (
     ConfigError,
+    check_caption_length,
     check_common,
     check_number,
     check_prob,
@@ -165,13 +166,7 @@ def validate(cfg: Mapping) -> None:
     check_number(s["antialias"], "world.scene.antialias", 1, 8, integer=True)
     t = cfg["caption"]
     ln = t["length"]
-    for key in ("median", "sigma", "min", "max"):
-        if key not in ln:
-            raise ConfigError(f"world.caption.length.{key}: missing")
-    check_number(ln["min"], "world.caption.length.min", 1, 200, integer=True)
-    check_number(ln["max"], "world.caption.length.max", ln["min"], 200, integer=True)
-    check_number(ln["median"], "world.caption.length.median", ln["min"], ln["max"])
-    check_number(ln["sigma"], "world.caption.length.sigma", 0, 3)
+    check_caption_length(ln)
     for key in ("name", "color", "pattern", "size", "background"):
         if key not in t["mention"]:
             raise ConfigError(f"world.caption.mention.{key}: missing")

@@ -17,7 +17,14 @@ from PIL import Image
 from clipf.world import evalsets as E
 from clipf.world import lexicon as L
 from clipf.world.captions import clean_captions, web_caption
-from clipf.world.checks import ConfigError, check_common, check_number, check_prob, check_subset
+from clipf.world.checks import (
+    ConfigError,
+    check_caption_length,
+    check_common,
+    check_number,
+    check_prob,
+    check_subset,
+)
 from clipf.world.scene import Draws, render_image, sample_scene
 from clipf.world.spec import CLASSIFICATION, RETRIEVAL, EvalSet
 
@@ -122,13 +129,7 @@ def validate(cfg: Mapping) -> None:
     check_number(s["antialias"], "world.scene.antialias", 1, 8, integer=True)
     c = cfg["caption"]
     ln = c["length"]
-    for key in ("median", "sigma", "min", "max"):
-        if key not in ln:
-            raise ConfigError(f"world.caption.length.{key}: missing")
-    check_number(ln["min"], "world.caption.length.min", 1, 200, integer=True)
-    check_number(ln["max"], "world.caption.length.max", ln["min"], 200, integer=True)
-    check_number(ln["median"], "world.caption.length.median", ln["min"], ln["max"])
-    check_number(ln["sigma"], "world.caption.length.sigma", 0, 3)
+    check_caption_length(ln)
     n_vocab = len(L.filler_vocabulary()[0])
     check_number(c["vocab_size"], "world.caption.vocab_size", 10, n_vocab, integer=True)
     check_number(c["rare_vocab"], "world.caption.rare_vocab", c["vocab_size"], n_vocab, integer=True)
