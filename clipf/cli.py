@@ -14,7 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("clipf.world.cli", "generate / inspect the embedded image-caption world"),
     "train": ("clipf.train", "masked pre-training / fine-tuning (open_clip_train options + clipf's)"),
     "export": ("clipf.export", "export a checkpoint as an open_clip local-dir model"),
-    "uta": ("clipf.objectives.uta.cli", "UTA: export a student, masking maps, the study's UTA eval / report stages"),
+    "uta": (
+        "clipf.objectives.uta.cli",
+        "UTA: export a student, masking maps, the study's UTA eval / report stages",
+    ),
     "eval": ("clipf.evaluate", "CLIP_benchmark on a run; `eval collect` builds the tidy table"),
     "report": ("clipf.report", "tables and figures from the tidy results"),
     "submit": ("clipf.submit", "run a notebook with papermill as a SLURM job"),

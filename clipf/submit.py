@@ -136,8 +136,6 @@ def options_argv(options: Mapping) -> list[str]:
     return argv
 
 
-
-
 @dataclass
 class Shape:
     """What one job asks SLURM for, and how it reacts to preemption.

@@ -185,7 +185,9 @@ class WorkerSeeds:
     def sample_seed(self) -> int:
         """The seed of the next sample (and count it)."""
         info = torch.utils.data.get_worker_info()
-        mix = np.random.SeedSequence([self.seed, self.rank, info.id + 1 if info else 0, self.epoch, self.index])
+        mix = np.random.SeedSequence(
+            [self.seed, self.rank, info.id + 1 if info else 0, self.epoch, self.index]
+        )
         self.index += 1
         return int(mix.generate_state(1, np.uint64)[0] >> 1)
 
