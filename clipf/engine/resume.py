@@ -35,7 +35,6 @@ from clipf.engine.preflight import UsageError
 STEP_PATTERN = re.compile(r"^step_(\d+)_(\d+)\.pt$")
 EPOCH_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
 RECORD = "clipf"  # the key of clipf's record inside a checkpoint dict
-DEFAULT_KEEP = 2
 # Options that must be equal for a checkpoint to be resumed (the data position and the optimizer state
 # mean nothing under another model, masking, batch or world size).
 IDENTITY_KEYS = (

@@ -184,6 +184,11 @@ class Run:
         return Path(a.logs, a.name)
 
     @property
+    def distributed(self) -> bool:
+        """Whether this run's processes form an initialised torch.distributed group."""
+        return bool(getattr(self.args, "distributed", False)) and torch.distributed.is_initialized()
+
+    @property
     def master(self) -> bool:
         """Whether this process is rank 0."""
         return self.args is not None and self.args.rank == 0
@@ -543,7 +548,7 @@ class Run:
         due = self.master and done > 0 and self.clock.due(at)
         if done % self.boundary or done >= self.loader.num_batches:
             return  # between boundaries: the next one; the epoch's end: its epoch checkpoint
-        if getattr(args, "distributed", False) and torch.distributed.is_initialized():
+        if self.distributed:
             flags = torch.tensor([float(stop), float(due)], device=args.device)
             torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
             stop, due = bool(flags[0] > 0), bool(flags[1] > 0)
@@ -576,8 +581,7 @@ class Run:
             "objective": self.objective_state(),
         }
         ranks = [mine]
-        distributed = getattr(args, "distributed", False) and torch.distributed.is_initialized()
-        if distributed:
+        if self.distributed:
             ranks = [None] * args.world_size
             torch.distributed.all_gather_object(ranks, mine)
         path = None
@@ -613,7 +617,7 @@ class Run:
                     f"{self.loader.num_batches}) written in {time.perf_counter() - t0:.2f} s"
                 )
         self.clock.saved(self.epoch * self.loader.num_batches + done)
-        if distributed:
+        if self.distributed:
             torch.distributed.barrier()
         return path
 
@@ -630,11 +634,7 @@ class Run:
                 with contextlib.suppress(OSError):
                     Path(flag).parent.mkdir(parents=True, exist_ok=True)
                     Path(flag).write_text(f"{stop.checkpoint}\n")
-        if self.skip_dir:
-            shutil.rmtree(self.skip_dir, ignore_errors=True)
-        args = self.args
-        if args is not None and getattr(args, "distributed", False) and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        self.close()
         return EXIT_REQUEUE
 
     # ---- end of training
@@ -669,11 +669,15 @@ class Run:
                 except Exception as exc:  # noqa: BLE001 - report, keep the checkpoints
                     logging.error(f"clipf: export of {last} failed: {type(exc).__name__}: {exc}")
                     rc = 1
+        self.close()
+        return rc
+
+    def close(self) -> None:
+        """The end of a run, finished or stopped: the skip counters' folder, the process group."""
         if self.skip_dir:
             shutil.rmtree(self.skip_dir, ignore_errors=True)
-        if args is not None and getattr(args, "distributed", False) and torch.distributed.is_initialized():
+        if self.distributed:
             torch.distributed.destroy_process_group()
-        return rc
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
