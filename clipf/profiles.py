@@ -29,10 +29,14 @@ from clipf.freq import DEFAULT_RULE, RULES
 
 SECTIONS = ("data", "freq", "launch", "pretrain", "finetune", "eval", "report")
 UTA_CELL_KEYS = ("uta_cells", "uta_finetunes")  # UTA students; those fine-tuned (empty: uta.finetune off)
-LIVE_KEYS = ("plan", *SECTIONS, "uta", "cells", *UTA_CELL_KEYS)
+LIVE_KEYS = ("plan", *SECTIONS, "uta", "worlds", "cells", *UTA_CELL_KEYS)
+WORLD_DIR = "data/{world}"  # a world's data (the data stage's out; dvc.yaml spells the same paths)
+WORLD_TABLE = "data/{world}-freq.json"  # its word-frequency table (the freq stage's out)
+_WORLD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MASKER_NAMES = ("truncate", "block", "random", "shuffle", "syntax", "frequency")
 BASELINES = ("clip", "flip")
 GRID_KEYS = {
+    "worlds": [],
     "maskers": [],
     "text_tokens": [],
     "image_mask": 0.75,
@@ -46,6 +50,7 @@ GRID_KEYS = {
 DATA_SOURCES = ("embedded", "shards")
 UTA_KEYS = {
     "seeds": [],
+    "world": None,
     "teacher": "clip",
     "model": None,
     "mask_ratio": 0.5,
@@ -96,11 +101,17 @@ def cell_name(
     seed: int,
     threshold: float | None = None,
     rule: str | None = None,
+    world: str | None = None,
 ) -> str:
-    """``frequency-k8-m75-t1e-3-s0``: a run directory name that spells out the cell; a frequency rule
-    other than the released one is named (``frequency-k8-m75-t1e-3-clamped-s0``), so cells of two rules
-    never share a run."""
-    parts = [masker, f"k{int(text_tokens)}", "m" + f"{round(float(image_mask) * 100, 4):g}".replace(".", "p")]
+    """``concepts-frequency-k8-m75-t1e-3-s0``: a run directory name that spells out the cell, its world
+    first; a frequency rule other than the released one is named (``...-t1e-3-clamped-s0``), so cells
+    of two rules never share a run. ``world`` None: no world part (a run outside a study plan)."""
+    parts = [world] if world else []
+    parts += [
+        masker,
+        f"k{int(text_tokens)}",
+        "m" + f"{round(float(image_mask) * 100, 4):g}".replace(".", "p"),
+    ]
     if threshold is not None:
         parts.append(f"t{_num(float(threshold))}")
     if rule is not None and rule != DEFAULT_RULE:
@@ -116,11 +127,13 @@ def make_cell(
     seed: int,
     threshold: float | None,
     rule: str | None = None,
+    world: str | None = None,
 ) -> dict:
-    """A grid cell: masker, text_tokens, image_mask, seed, and the frequency masker's threshold and rule
-    (``rule`` None: the released one; both None for the other maskers)."""
+    """A grid cell: its world, masker, text_tokens, image_mask, seed, and the frequency masker's
+    threshold and rule (``rule`` None: the released one; both None for the other maskers)."""
     freq = masker == "frequency"
     return {
+        **({"world": world} if world else {}),
         "masker": masker,
         "text_tokens": int(text_tokens),
         "image_mask": float(image_mask),
@@ -128,6 +141,15 @@ def make_cell(
         "threshold": float(threshold) if freq and threshold is not None else None,
         "rule": (rule or DEFAULT_RULE) if freq else None,
     }
+
+
+def check_world_name(where: str, name: object) -> str:
+    """A world's name: lower-case letters, digits and ``_`` (it starts run names and data paths)."""
+    if not isinstance(name, str) or not _WORLD_NAME.match(name):
+        raise ProfileError(
+            f"{where}: a world is named by [a-z][a-z0-9_]* (no '-': it starts cell names), got {name!r}"
+        )
+    return name
 
 
 def _check_cell(where: str, cell: Mapping) -> None:
@@ -162,12 +184,14 @@ def expand_grid(
     frequency-threshold sweep ``thresholds`` at ``sweep_text_tokens``; ``extra`` explicit cells
     (``{masker, text_tokens, image_mask[, threshold, rule, seed]}``, any seed-less cell is repeated over
     ``seeds``). Frequency cells get ``threshold`` and ``rule`` (the profile's ``freq:``) unless they say.
+    The whole grid is repeated over ``worlds`` (each cell's ``world``, its name's first part; an extra
+    cell with a ``world`` only there); no worlds: cells without one (runs outside a study plan).
     """
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
         raise ProfileError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(GRID_KEYS)})")
     g = {**GRID_KEYS, **grid}
-    for key in ("maskers", "text_tokens", "seeds", "baselines", "thresholds", "extra"):
+    for key in ("worlds", "maskers", "text_tokens", "seeds", "baselines", "thresholds", "extra"):
         if not isinstance(g[key], list):
             raise ProfileError(f"{where}.{key}: expected a list, got {g[key]!r}")
     bad = [b for b in g["baselines"] if b not in BASELINES]
@@ -195,28 +219,31 @@ def expand_grid(
             )
         extra_cells.append(ex)
 
+    worlds = [check_world_name(f"{where}.worlds", w) for w in g["worlds"]] or [None]
     cells: dict[str, dict] = {}
 
     def add(cell: dict, origin: str) -> None:
         _check_cell(origin, cell)
         cells.setdefault(cell_name(**cell), cell)
 
-    for seed in g["seeds"]:
-        for masker, k, r, t in specs:
-            cell = make_cell(masker, k, r, seed, t, rule)
-            add(cell, f"{where} cell ({masker}, K={k}, mask={r}, seed={seed})")
-        for i, ex in enumerate(extra_cells):
-            if "seed" in ex and ex["seed"] != seed:
-                continue
-            cell = make_cell(
-                ex["masker"],
-                ex["text_tokens"],
-                ex.get("image_mask", g["image_mask"]),
-                seed,
-                ex.get("threshold", threshold),
-                ex.get("rule", rule),
-            )
-            add(cell, f"{where}.extra[{i}]")
+    for world in worlds:
+        for seed in g["seeds"]:
+            for masker, k, r, t in specs:
+                cell = make_cell(masker, k, r, seed, t, rule, world)
+                add(cell, f"{where} cell ({world}, {masker}, K={k}, mask={r}, seed={seed})")
+            for i, ex in enumerate(extra_cells):
+                if ex.get("seed", seed) != seed or ex.get("world", world) != world:
+                    continue
+                cell = make_cell(
+                    ex["masker"],
+                    ex["text_tokens"],
+                    ex.get("image_mask", g["image_mask"]),
+                    seed,
+                    ex.get("threshold", threshold),
+                    ex.get("rule", rule),
+                    world,
+                )
+                add(cell, f"{where}.extra[{i}]")
     if not cells:
         raise ProfileError(f"{where}: the grid has no cells")
     return cells
@@ -227,10 +254,10 @@ def uta_cell_name(seed: int) -> str:
     return f"uta-s{int(seed)}"
 
 
-def baseline_cell(grid: Mapping, seed: int) -> str:
-    """The unmasked CLIP baseline cell of a seed (``truncate-k32-m0-s0``)."""
+def baseline_cell(grid: Mapping, seed: int, world: str | None = None) -> str:
+    """The unmasked CLIP baseline cell of a seed in a world (``shapes-truncate-k32-m0-s0``)."""
     full = {**GRID_KEYS, **grid}["full_text_tokens"]
-    return cell_name("truncate", full, 0.0, seed)
+    return cell_name("truncate", full, 0.0, seed, world=world)
 
 
 def expand_uta(
@@ -275,9 +302,16 @@ def expand_uta(
     teacher = u["teacher"]
     if not isinstance(teacher, str) or not teacher:
         raise ProfileError(f"{where}.teacher: 'clip' or a cell name (with {{seed}}), got {teacher!r}")
+    worlds = list({**GRID_KEYS, **grid}["worlds"])
+    world = u["world"] if u["world"] is not None else (worlds[0] if worlds else None)
+    if world is not None and world not in worlds:
+        raise ProfileError(
+            f"{where}.world: {world!r} is not a world of the grid ({', '.join(worlds) or 'none'})"
+        )
+    u["world"] = world
     students: dict[str, dict] = {}
     for seed in seeds:
-        baseline = baseline_cell(grid, seed)
+        baseline = baseline_cell(grid, seed, world)
         name = baseline if teacher in UTA_TEACHERS else teacher.replace("{seed}", str(seed))
         for role, cell in (("teacher", name), ("CLIP baseline", baseline)):
             if cell not in cells:
@@ -285,7 +319,12 @@ def expand_uta(
                     f"{where}: the {role} of seed {seed}, cell {cell!r}, is not in the grid (UTA needs the "
                     "seed's unmasked CLIP baseline: grid baselines [clip] with that seed)"
                 )
-        students[uta_cell_name(seed)] = {"seed": int(seed), "teacher": name, "baseline": baseline}
+        students[uta_cell_name(seed)] = {
+            **({"world": world} if world else {}),
+            "seed": int(seed),
+            "teacher": name,
+            "baseline": baseline,
+        }
     finetunes = copy.deepcopy(students) if u["finetune"] else {}
     return u, students, finetunes
 
@@ -325,6 +364,7 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
     live["cells"] = expand_grid(
         merged.get("grid") or {}, threshold, where=f"profile {name!r} grid", rule=rule
     )
+    live["worlds"] = expand_worlds(merged, where=f"profile {name!r}")
     live["uta"], live["uta_cells"], live["uta_finetunes"] = expand_uta(
         merged.get("uta") or {},
         live["cells"],
@@ -334,6 +374,35 @@ def resolve(params: Mapping, name: str | None = None) -> dict:
     )
     live["plan"] = {"profile": name, "fingerprint": fingerprint(live)}
     return {key: live[key] for key in LIVE_KEYS}
+
+
+def expand_worlds(merged: Mapping, where: str = "profile") -> dict[str, dict]:
+    """The live ``worlds`` section: per world of ``grid.worlds``, its ``preset`` (embedded data: the world
+    preset of that name, ``clipf data synth --preset``; shards: null) and the ``dataset`` of its main
+    table (``report.dataset``: one name, or a mapping world -> name). Its data are ``WORLD_DIR`` and
+    ``WORLD_TABLE``."""
+    worlds = (merged.get("grid") or {}).get("worlds") or []
+    embedded = (merged.get("data") or {}).get("source", "embedded") == "embedded"
+    datasets = (merged.get("report") or {}).get("dataset")
+    out = {}
+    for w in worlds:
+        if embedded:
+            from clipf.world.presets import PRESETS
+
+            if w not in PRESETS:
+                raise ProfileError(
+                    f"{where}: grid.worlds: {w!r} is not a world preset (known: {', '.join(PRESETS)})"
+                )
+        dataset = datasets.get(w) if isinstance(datasets, Mapping) else datasets
+        if not isinstance(dataset, str) or not dataset:
+            raise ProfileError(f"{where}: report.dataset: no main-table dataset for world {w!r}")
+        out[w] = {"preset": w if embedded else None, "dataset": dataset}
+    return out
+
+
+def world_paths(world: str) -> tuple[str, str]:
+    """A world's data folder and frequency table (``WORLD_DIR``, ``WORLD_TABLE``)."""
+    return WORLD_DIR.format(world=world), WORLD_TABLE.format(world=world)
 
 
 def check_protocols(where: str, protocols: object) -> None:

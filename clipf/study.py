@@ -2,9 +2,11 @@
 
 Subcommands (the stages of ``dvc.yaml`` call some of them):
 
-- ``clipf study [--profile P] [--set KEY=VALUE ...] [--exp] [--dry-run]`` — select and plan the profile
-  (:func:`clipf.profiles.plan`), check its data, run ``dvc repro`` (``--exp``: ``dvc exp run``), then
-  print where the tables and figures are. ``make demo`` is ``python -m clipf.study --profile demo``.
+- ``clipf study [--profile P] [--set KEY=VALUE ...] [--exp] [--dry-run] [--here]`` — select and plan the
+  profile (:func:`clipf.profiles.plan`), check its data, run ``dvc repro`` (``--exp``: ``dvc exp run``),
+  then print its main tables. The committed profile (params.yaml's ``profile:``) runs at the repository
+  root; any other in ``build/profiles/<P>/``, a DVC project of its own (``--here``: at the root).
+  ``make demo`` is ``python -m clipf.study --profile demo``.
 - ``clipf study plan [--profile P]`` — only write the live sections of params.yaml.
 - ``clipf study check`` — the ``plan`` stage: the live sections are a current plan, every notebook
   has a ``parameters`` cell, real-data shards exist.
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import logging
 import os
 import re
@@ -37,10 +38,11 @@ import yaml
 from clipf import profiles
 from clipf.files import FULL_CONTEXT, write_json
 from clipf.freq import DEFAULT_RULE
+from clipf.metrics import read_metrics  # noqa: F401  (re-exported: the notebooks read metrics.json)
 from clipf.submit import NotebookError, launch_argv, notebook_parameters, options_argv
 
 NOTEBOOKS = ("01_frequency", "02_pretrain", "03_finetune", "04_benchmark", "05_report")
-OUTPUTS = ("figures/", "results/results.csv", "results/summary.json")
+OUTPUTS = ("figures/", "results/results.csv", "results/report/")
 
 
 class StageError(RuntimeError):
@@ -78,16 +80,49 @@ def goto_root() -> Path:
     return root
 
 
-def config(profile: str | None = None, params_file: str | Path = "params.yaml") -> dict:
+def config(
+    profile: str | None = None, params_file: str | Path = "params.yaml", world: str | None = None
+) -> dict:
     """The stage configuration: the live sections of params.yaml (what ``dvc repro`` runs), or
-    profile ``profile`` resolved afresh (e.g. ``cc12m`` from a notebook submitted to SLURM)."""
+    profile ``profile`` resolved afresh (e.g. ``cc12m`` from a notebook submitted to SLURM); ``world``:
+    as one world of the plan sees it (:func:`world_config`)."""
     params = profiles.load(params_file)
     if profile:
-        return profiles.resolve(params, profile)
-    missing = [k for k in profiles.LIVE_KEYS if k not in params]
-    if missing:
-        raise profiles.ProfileError(f"{params_file}: no live {', '.join(missing)}; run `clipf study plan`")
-    return {k: params[k] for k in profiles.LIVE_KEYS}
+        cfg = profiles.resolve(params, profile)
+    else:
+        missing = [k for k in profiles.LIVE_KEYS if k not in params]
+        if missing:
+            raise profiles.ProfileError(
+                f"{params_file}: no live {', '.join(missing)}; run `clipf study plan`"
+            )
+        cfg = {k: params[k] for k in profiles.LIVE_KEYS}
+    return world_config(cfg, world) if world else cfg
+
+
+def world_config(cfg: Mapping, world: str) -> dict:
+    """``cfg`` as the stages of one world see it: ``data.dir`` its data (``data/<world>``),
+    ``data.preset`` its world preset, ``freq.table`` its frequency table, ``report.dataset`` its
+    main-table set, ``cells`` its cells only."""
+    worlds = cfg.get("worlds") or {}
+    if world not in worlds:
+        raise profiles.ProfileError(
+            f"world {world!r} is not in the plan (worlds: {', '.join(worlds) or 'none'})"
+        )
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in cfg.items()}
+    folder, table = profiles.world_paths(world)
+    out["data"] = {**out["data"], "dir": folder, "preset": worlds[world].get("preset")}
+    out["freq"] = {**out["freq"], "table": table}
+    out["report"] = {**out["report"], "dataset": worlds[world]["dataset"]}
+    out["cells"] = {k: c for k, c in (cfg.get("cells") or {}).items() if c.get("world") == world}
+    out["world"] = world
+    return out
+
+
+def write_cell(run: str | Path, cell: Mapping) -> Path:
+    """``RUN/cell.json``: the plan's cell (world, masker, K, ...), read by ``clipf eval collect``."""
+    from clipf.evaluate.base import CELL_NAME
+
+    return write_json(Path(run) / CELL_NAME, dict(cell), sort_keys=True)
 
 
 def expand(pattern: str) -> list[str]:
@@ -259,19 +294,6 @@ def fresh(path: str | Path) -> Path:
     return path
 
 
-def read_metrics(phase_dir: str | Path):
-    """The per-epoch records of ``phase_dir/metrics.json`` as a DataFrame."""
-    import pandas as pd
-
-    path = Path(phase_dir) / "metrics.json"
-    if not path.exists():
-        raise StageError(f"{path}: missing (did training finish?)")
-    data = json.loads(path.read_text())
-    if isinstance(data, Mapping):
-        data = next((v for v in data.values() if isinstance(v, list)), [data])
-    return pd.DataFrame(data)
-
-
 # ---------------------------------------------------------------- evaluation and the report's inputs
 
 
@@ -304,88 +326,6 @@ def evaluate(
 def planned_rows(tidy, cells: Mapping):
     """Rows of the tidy table that belong to the cells of the plan (stale runs left out)."""
     return tidy[tidy["run"].isin(list(cells))].copy()
-
-
-_EPOCH = re.compile(r"epoch[_ -]?(\d+)")
-
-
-def epoch_accuracy(
-    tidy,
-    dataset: str | None = None,
-    metric: str = "acc1",
-    threshold: float | None = None,
-    protocol: str = "full",
-    rule: str | None = None,
-):
-    """Zero-shot accuracy (%) of every pre-training epoch checkpoint under one zero-shot ``protocol``: run,
-    masker, text_tokens, image_mask, seed, epoch, value (from the tidy rows of pre-training checkpoints).
-    Frequency cells of the threshold sweep other than ``threshold`` (and of another rule than ``rule``;
-    default: the most common) are left out, as in the main table."""
-    from clipf import report
-
-    rows = report.only_protocol(report.zero_shot(tidy, dataset, metric), protocol)
-    rows = report.main_threshold(rows, threshold, rule)
-    rows = rows[~rows["checkpoint"].astype(str).str.contains("finetune")]
-    label = rows["checkpoint"].astype(str).str.extract(_EPOCH)[0]
-    rows = rows.assign(epoch=label.astype(float).fillna(rows["epochs"].astype(float)).astype(int))
-    rows = rows.drop_duplicates(["run", "epoch"], keep="last")
-    cols = ["run", "masker", "text_tokens", "image_mask", "seed", "epoch", "value"]
-    return report.epoch_curves(rows[cols].to_dict("records"))
-
-
-def val_curves(cells: Mapping, runs: str | Path = "runs", metric: str = "val/image_to_text_R@1"):
-    """The trainer's own per-epoch evaluation on the held-out pairs (metrics.json ``val/...``), in %:
-    run, masker, text_tokens, image_mask, seed, epoch, value — accuracy over training at no extra cost."""
-    from clipf import report
-
-    recs = []
-    for name, cell in cells.items():
-        path = Path(runs, name, "pretrain")
-        if not (path / "metrics.json").exists():
-            continue
-        metrics = read_metrics(path)
-        if metric not in metrics:
-            continue
-        for epoch, value in metrics[["epoch", metric]].dropna().itertuples(index=False):
-            keys = ("masker", "text_tokens", "image_mask", "seed")
-            recs.append(
-                {"run": name, **{k: cell[k] for k in keys}, "epoch": int(epoch), "value": 100 * float(value)}
-            )
-    return report.epoch_curves(recs)
-
-
-COMPUTE_KEYS = (
-    "samples_per_second",
-    "samples_per_second_steady",
-    "train_seconds_total",
-    "samples_seen",
-    "text_tokens_seen",
-    "text_tokens_nonpad_seen",
-    "image_tokens_seen",
-    "image_tokens",
-    "world_size",
-)
-
-
-def run_compute(cells: Mapping, runs: str | Path = "runs"):
-    """Per pre-training run: throughput (mean samples/s over epochs), training time and tokens seen
-    (totals of the last metrics.json record)."""
-    import pandas as pd
-
-    rows = []
-    for name, cell in cells.items():
-        path = Path(runs, name, "pretrain")
-        if not (path / "metrics.json").exists():
-            continue
-        metrics = read_metrics(path)
-        row = {"run": name, **{k: cell[k] for k in ("masker", "text_tokens", "image_mask", "seed")}}
-        for key in COMPUTE_KEYS:
-            if key in metrics:
-                row[key] = float(
-                    metrics[key].mean() if key.startswith("samples_per") else metrics[key].iloc[-1]
-                )
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- the UTA stages (06_uta, uta_eval)
@@ -502,8 +442,9 @@ def uta_eval(cfg: Mapping, cell: str, phase: str, runs: str | Path = "runs") -> 
 # ---------------------------------------------------------------- the data and frequency stages
 
 
-def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params.yaml") -> None:
-    """Embedded: ``clipf data synth`` into ``out``. Shards: check they exist, write ``out/source.json``."""
+def data_stage(cfg: Mapping, out: str | Path, world_file: str | Path = "params.yaml") -> None:
+    """Embedded: ``clipf data synth`` (``data.preset``: the world) into ``out``. Shards: check they
+    exist, write ``out/source.json``."""
     data, out = cfg["data"], Path(out)
     fresh(out)
     if data.get("source", "embedded") == "shards":
@@ -519,7 +460,9 @@ def data_stage(cfg: Mapping, out: str | Path, world_config: str | Path = "params
         return
     argv = ["synth", "--out", str(out), "--train", str(data["train"]), "--val", str(data["val"])]
     argv += ["--image-size", str(data["image_size"]), "--seed", str(data["seed"])]
-    argv += ["--config", str(world_config), "--no-progress"]
+    argv += ["--config", str(world_file), "--no-progress"]
+    if data.get("preset"):
+        argv += ["--preset", str(data["preset"])]
     if data.get("eval") is not None:
         argv += ["--eval", str(data["eval"])]
     from clipf.world.cli import cli as data_cli
@@ -621,14 +564,54 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
+PROFILE_ROOTS = Path("build/profiles")  # where profiles other than the committed one run
+SCAFFOLD = ("dvc.yaml", "params.yaml", ".dvcignore", "notebooks", "clipf")  # what a profile root copies
+
+
+def profile_root(root: Path, profile: str | None, here: bool = False) -> Path:
+    """Where ``profile`` runs: ``root`` for the committed one (params.yaml's ``profile:``, or ``here``),
+    else ``root/build/profiles/<profile>``: a DVC project of its own (plan, dvc.lock, runs/, results/,
+    figures/) sharing ``root``'s DVC cache, so no profile overwrites another's outputs."""
+    committed = profiles.load(root / "params.yaml").get("profile")
+    if here or profile is None or profile == committed:
+        return root
+    return root / PROFILE_ROOTS / profile
+
+
+def scaffold(root: Path, dest: Path) -> Path:
+    """Make or refresh ``dest`` as a DVC project running ``root``'s pipeline: a copy of the code,
+    notebooks, dvc.yaml and params.yaml (``SCAFFOLD``; its own live plan, lock and outputs are kept),
+    ``root``'s DVC cache as its cache."""
+    dest.mkdir(parents=True, exist_ok=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    for name in SCAFFOLD:
+        src, out = root / name, dest / name
+        if src.is_dir():
+            fresh(out)
+            shutil.copytree(src, out, ignore=skip)
+        elif src.exists():
+            shutil.copyfile(src, out)
+    (dest / ".dvc").mkdir(exist_ok=True)
+    cache = (root / ".dvc" / "cache").resolve()
+    text = f"[core]\n    no_scm = True\n    analytics = false\n    autostage = false\n[cache]\n    dir = {cache}\n"
+    (dest / ".dvc" / "config").write_text(text)
+    return dest
+
+
 def run_study(
     profile: str | None,
     sets: Sequence[str] = (),
     exp: bool = False,
     dry_run: bool = False,
     force: bool = False,
+    here: bool = False,
 ) -> int:
-    root = repo_root()
+    """Plan ``profile`` and ``dvc repro`` it in its root (:func:`profile_root`); print its main tables."""
+    top = repo_root()
+    root = profile_root(top, profile, here)
+    if root != top:
+        scaffold(top, root)
+        print(f"profile {profile}: runs in {root} (its own DVC project; the committed study is untouched)")
     params_file = root / "params.yaml"
     draft = params_file.with_name(".params.draft.yaml")
     shutil.copyfile(params_file, draft)
@@ -657,10 +640,16 @@ def run_study(
         )
         return rc
     if not dry_run:
+        for world in live.get("worlds") or {}:
+            table = root / "figures" / "report" / world / "main_table.md"
+            if table.exists():
+                print(f"\n{world}: {table.relative_to(top)}\n{table.read_text()}")
         print("\ntables and figures:")
         for out in OUTPUTS:
             print(f"  {root / out}")
-        print("  (dvc metrics show; dvc plots show --open)")
+        print(
+            f"  (cd {root.relative_to(top) if root != top else '.'}; dvc metrics show; dvc plots show --open)"
+        )
     return 0
 
 
@@ -682,8 +671,12 @@ def cli(argv: list[str] | None = None) -> int:
         parser.add_argument("--exp", action="store_true", help="dvc exp run instead of dvc repro")
         parser.add_argument("--dry-run", action="store_true", help="show what dvc would run")
         parser.add_argument("--force", action="store_true", help="re-run every stage")
+        parser.add_argument(
+            "--here", action="store_true", help="run at the repository root even if not its committed profile"
+        )
     if sub in ("data", "freq"):
         parser.add_argument("--out", required=True)
+        parser.add_argument("--world", default=None, help="a world of the plan (its data and preset)")
     if sub == "check":
         parser.add_argument("--out", default=None, help="write the checked plan (profile, cells) here")
     args = parser.parse_args(rest)
@@ -698,11 +691,11 @@ def cli(argv: list[str] | None = None) -> int:
                 cells = profiles.load("params.yaml")["cells"]
                 write_json(args.out, {**planned, "cells": cells}, sort_keys=True)
         elif sub == "data":
-            data_stage(config(), args.out)
+            data_stage(config(world=args.world), args.out)
         elif sub == "freq":
-            freq_stage(config(), args.out)
+            freq_stage(config(world=args.world), args.out)
         else:
-            return run_study(args.profile, args.set, args.exp, args.dry_run, args.force)
+            return run_study(args.profile, args.set, args.exp, args.dry_run, args.force, args.here)
     except (profiles.ProfileError, NotebookError, StageError, FileNotFoundError) as err:
         print(f"clipf study: error: {err}", file=sys.stderr)
         return 2

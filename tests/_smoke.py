@@ -74,7 +74,7 @@ def smoke_study() -> Path:
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     repo = copy_repo(tmp / "repo")
     start = time.monotonic()
-    proc = run(repo, sys.executable, "-m", "clipf.study", "--profile", "smoke")
+    proc = run(repo, sys.executable, "-m", "clipf.study", "--profile", "smoke", "--here")
     seconds = time.monotonic() - start
     (tmp / "smoke.log").write_text(f"{seconds:.1f} s\n{proc.stdout}\n{proc.stderr}")
     if proc.returncode:

@@ -29,6 +29,7 @@ LIBRARY = (
     "clipf.export",
     "clipf.world",
     "clipf.sources",
+    "clipf.metrics",
 )
 ABOVE_LIBRARY = (
     "clipf.engine",

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from _smoke import copy_repo, run, smoke_study
 
-from clipf import profiles
+from clipf import profiles, report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,9 +252,9 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
     masked = [{**r, "protocol": "masked", "value": r["value"] / 2} for r in rows]
     for r in rows:
         r["protocol"] = "full"
-    curves = study.epoch_accuracy(pd.DataFrame(rows + masked))
+    curves = report.epoch_accuracy(pd.DataFrame(rows + masked))
     assert curves[["epoch", "value"]].values.tolist() == [[1, 10.0], [2, 30.0]]
-    curves = study.epoch_accuracy(pd.DataFrame(rows + masked), protocol="masked")
+    curves = report.epoch_accuracy(pd.DataFrame(rows + masked), protocol="masked")
     assert curves[["epoch", "value"]].values.tolist() == [[1, 5.0], [2, 15.0]]
     # the threshold sweep's other frequency cells stay out of the curves, as out of the main table
     sweep = [
@@ -262,7 +262,7 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
         for t, v in (("1e-2", 0.2), ("3e-3", 0.9))
         for r in rows[:2]
     ]
-    curves = study.epoch_accuracy(pd.DataFrame(rows + sweep), threshold=1e-2)
+    curves = report.epoch_accuracy(pd.DataFrame(rows + sweep), threshold=1e-2)
     freq = curves[curves.masker == "frequency"]
     assert freq["run"].unique().tolist() == ["frequency-k8-m75-t1e-2-s0"] and set(freq["value"]) == {20.0}
 
@@ -279,9 +279,9 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
     ]
     (run / "metrics.json").write_text(json.dumps(recs))
     cells = {"r": profiles.make_cell("block", 8, 0.75, 0, None)}
-    val = study.val_curves(cells, tmp_path)
+    val = report.val_curves(cells, tmp_path)
     assert val["value"].tolist() == pytest.approx([10.0, 20.0])
-    compute = study.run_compute(cells, tmp_path).iloc[0]
+    compute = report.run_compute(cells, tmp_path).iloc[0]
     assert compute.samples_per_second == 15.0 and compute.text_tokens_seen == 200
     assert study.planned_rows(pd.DataFrame(rows + [{**rows[0], "run": "stale"}]), cells)[
         "run"

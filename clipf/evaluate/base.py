@@ -12,8 +12,10 @@ from typing import Any
 
 PHASES = ("pretrain", "finetune")
 SUMMARY_NAME = "summary.json"
+CELL_NAME = "cell.json"  # RUN/cell.json: the plan's cell (world, masker, ...), written by the study
 COLUMNS = [
     "run",
+    "world",
     "objective",
     "masker",
     "text_tokens",

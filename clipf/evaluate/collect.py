@@ -11,21 +11,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from clipf import files as files_
-from clipf.evaluate.base import COLUMNS, EXTRA_COLUMNS, PHASES, SUMMARY_NAME, EvalError, is_finite
+from clipf.evaluate.base import CELL_NAME, COLUMNS, EXTRA_COLUMNS, PHASES, SUMMARY_NAME, EvalError, is_finite
 from clipf.evaluate.protocols import DEFAULT_PROTOCOL, PROTOCOLS, trained_rule
 from clipf.files import write_json
 
 
 def run_metadata(run: str | os.PathLike) -> dict:
-    """The cell's settings (objective, masker, text_tokens, image_mask, seed, epochs, model,
+    """The cell's settings (world, objective, masker, text_tokens, image_mask, seed, epochs, model,
     freq_threshold, freq_rule, finetune_epochs) from ``RUN/pretrain/clipf.json`` (+
-    ``RUN/finetune/clipf.json``); NaN if absent. ``objective`` is the pre-training's (a clipf.json without
+    ``RUN/finetune/clipf.json``; ``world`` from the study's ``RUN/cell.json``); NaN if absent. ``objective`` is the pre-training's (a clipf.json without
     one is a contrastive run: clip); ``freq_rule`` that of a frequency run (one trained before the rule
     was recorded: ``clamped``, :func:`clipf.evaluate.protocols.trained_rule`)."""
     run = Path(run)
     nan = float("nan")
     meta = dict.fromkeys(["objective", "masker", "text_tokens", "image_mask", "seed", "epochs", "model"], nan)
-    meta.update(freq_threshold=nan, freq_rule=nan, finetune_epochs=nan)
+    meta.update(world=nan, freq_threshold=nan, freq_rule=nan, finetune_epochs=nan)
 
     def read(path: Path) -> dict:
         try:
@@ -44,6 +44,9 @@ def run_metadata(run: str | os.PathLike) -> dict:
         meta["freq_threshold"] = pre["freq_threshold"]
     if pre and trained_rule(pre) is not None:
         meta["freq_rule"] = trained_rule(pre)
+    world = read(run / CELL_NAME).get("world")
+    if world is not None:
+        meta["world"] = world
     fin = read(run / "finetune" / "clipf.json")
     if fin.get("epochs") is not None:
         meta["finetune_epochs"] = fin["epochs"]
@@ -66,6 +69,7 @@ def tidy_rows(
             rows.append(
                 {
                     "run": run,
+                    "world": meta.get("world"),
                     **{
                         k: meta.get(k)
                         for k in ("objective", "masker", "text_tokens", "image_mask", "seed", "epochs")

@@ -7,6 +7,7 @@ and ``clipf report`` call them; nothing here trains or evaluates.
 - :mod:`clipf.report.tables`   the paper's numbers and our cells, the main / threshold / per-dataset
                                 tables, per-epoch curves, compute; ``markdown``, ``write_table``
 - :mod:`clipf.report.claims`   the paper's claims checked against seed noise
+- :mod:`clipf.report.runs`     accuracy over epochs, held-out curves and compute read from run folders
 - :mod:`clipf.report.words`    what each text masker keeps (POS, frequency bins, Zipf, P_mask)
 - :mod:`clipf.report.figures`  the figures; ``pyplot`` (Agg), ``save_figure``
 - :mod:`clipf.report.uta`      the UTA report (``uta_report`` stage; imported on its own: it reads UTA
@@ -43,6 +44,7 @@ from clipf.report.figures import (
     training_figure,
     zipf_figure,
 )
+from clipf.report.runs import COMPUTE_KEYS, epoch_accuracy, run_compute, val_curves
 from clipf.report.tables import (
     CELL,
     CHECKPOINTS,
@@ -100,6 +102,10 @@ from clipf.report.words import (
 )
 
 __all__ = [
+    "COMPUTE_KEYS",
+    "epoch_accuracy",
+    "run_compute",
+    "val_curves",
     "CELL",
     "CHECKPOINTS",
     "DATASET_LABELS",

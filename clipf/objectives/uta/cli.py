@@ -42,6 +42,7 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("cell", help="the student's run under --runs (uta-s0)")
     p.add_argument("phase", choices=["pretrain", "finetune"])
     p.add_argument("--runs", default="runs")
+    p.add_argument("--world", default=None, help="the student's world in the plan (its data)")
     p = sub.add_parser("report", help="stage uta_report: results/uta.csv and figures/uta/ (live plan)")
     p.add_argument("--results", default="results/results.csv", help="the tidy table (clipf eval collect)")
     p.add_argument("--out", default="results/uta.csv")
@@ -65,7 +66,7 @@ def cli(argv: list[str] | None = None) -> int:
             from clipf import study
             from clipf.report.uta import write_report
 
-            cfg = study.config()
+            cfg = study.config(world=getattr(args, "world", None))
             if args.cmd == "eval":
                 study.uta_eval(cfg, args.cell, args.phase, args.runs)
             else:
