@@ -15,7 +15,7 @@ stage's code while chains run: ``dvc commit`` records the code as it is at commi
 from __future__ import annotations
 
 import argparse
-import queue
+import os
 import shlex
 import subprocess
 import sys
@@ -24,33 +24,36 @@ import time
 from pathlib import Path
 
 PHASES = ("pretrain", "finetune", "eval")
+UTA_PHASES = ("uta", "uta_eval", "uta_finetune", "uta_finetune_eval")  # a UTA student (uta-s<seed>)
+
+
+def phases_of(unit: str) -> tuple[str, ...]:
+    """The stages of a unit of work: a UTA student's four, a grid cell's three."""
+    return UTA_PHASES if unit.startswith("uta-s") else PHASES
 
 
 def _env() -> dict:
-    import os
-
     bindir = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1"}
 
 
-def stage_commands(root: Path, cells: list[str]) -> dict[str, list[str]]:
-    """``{cell: [cmd of pretrain@cell, finetune@cell, eval@cell]}`` as DVC resolves them."""
+def stage_commands(root: Path, units: list[str]) -> dict[str, list[str]]:
+    """``{unit: [cmd of each of its stages]}`` as DVC resolves them (a cell: pretrain@, finetune@, eval@;
+    a UTA student: :data:`UTA_PHASES`); a unit without its stages raises, naming the stage."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
         stages = {s.addressing: s for s in repo.index.stages}
     out = {}
-    for cell in cells:
-        missing = [f"{p}@{cell}" for p in PHASES if f"{p}@{cell}" not in stages]
+    for unit in units:
+        missing = [f"{p}@{unit}" for p in phases_of(unit) if f"{p}@{unit}" not in stages]
         if missing:
-            raise SystemExit(
-                f"clipf.chains: no stage {missing[0]} in dvc.yaml (is {cell!r} a cell of the plan?)"
-            )
-        out[cell] = [stages[f"{p}@{cell}"].cmd for p in PHASES]
+            raise ValueError(f"no stage {missing[0]} in dvc.yaml (is {unit!r} a unit of the plan?)")
+        out[unit] = [stages[f"{p}@{unit}"].cmd for p in phases_of(unit)]
     return out
 
 
-def _dvc(root: Path, *args: str, tries: int = 60) -> subprocess.CompletedProcess:
+def _dvc(root: Path, *args: str, tries: int = 120) -> subprocess.CompletedProcess:
     for _ in range(tries):
         proc = subprocess.run(["dvc", *args], cwd=root, env=_env(), capture_output=True, text=True)
         if proc.returncode == 0 or "lock" not in (proc.stderr + proc.stdout).lower():
@@ -59,76 +62,84 @@ def _dvc(root: Path, *args: str, tries: int = 60) -> subprocess.CompletedProcess
     return proc
 
 
-def current(root: Path, cell: str) -> bool:
-    """All three stages of ``cell`` are recorded and unchanged (``dvc status`` says nothing of them)."""
-    proc = _dvc(root, "status", *[f"{p}@{cell}" for p in PHASES])
-    return proc.returncode == 0 and not proc.stdout.strip() or "up to date" in proc.stdout
+def current(root: Path, unit: str) -> bool:
+    """Every stage of ``unit`` is recorded and unchanged (``dvc status`` says nothing of them)."""
+    proc = _dvc(root, "status", *[f"{p}@{unit}" for p in phases_of(unit)])
+    return proc.returncode == 0 and (not proc.stdout.strip() or "up to date" in proc.stdout)
 
 
-def run_cell(root: Path, cell: str, cmds: list[str], logs: Path) -> float:
-    """The cell's three stage commands in order, output to ``logs/<cell>.log``; seconds taken."""
+def run_unit(root: Path, unit: str, cmds: list[str], logs: Path) -> float:
+    """The unit's stage commands in order, output to ``logs/<unit>.log``; seconds taken."""
     logs.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with open(logs / f"{cell}.log", "w") as log:
-        for phase, cmd in zip(PHASES, cmds, strict=True):
+    with open(logs / f"{unit}.log", "w") as log:
+        for phase, cmd in zip(phases_of(unit), cmds, strict=True):
             log.write(f"$ {cmd}\n")
             log.flush()
             rc = subprocess.run(
                 cmd, shell=True, cwd=root, env=_env(), stdout=log, stderr=subprocess.STDOUT
             ).returncode
             if rc:
-                raise RuntimeError(f"{phase}@{cell} failed (exit {rc}); see {logs / (cell + '.log')}")
+                raise RuntimeError(f"{phase}@{unit} failed (exit {rc}); see {logs / (unit + '.log')}")
     return time.monotonic() - start
 
 
-def record(root: Path, cell: str, seconds: float, git_commit: bool, lock: threading.Lock) -> None:
+def record(root: Path, unit: str, seconds: float, git_commit: bool, lock: threading.Lock) -> None:
+    """``dvc commit`` the unit's stages; with ``git_commit``, commit ``runs/<unit>`` and dvc.lock by path."""
     with lock:
-        proc = _dvc(root, "commit", "-f", *[f"{p}@{cell}" for p in PHASES])
+        proc = _dvc(root, "commit", "-f", *[f"{p}@{unit}" for p in phases_of(unit)])
         if proc.returncode:
-            raise RuntimeError(f"dvc commit of {cell} failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"dvc commit of {unit} failed: {proc.stderr[-2000:]}")
         if git_commit:
-            subprocess.run(["git", "add", "-A", "--", f"runs/{cell}"], cwd=root, check=True)
-            msg = f"study: cell {cell} (pretrain, finetune, eval; {seconds / 60:.1f} min of job time)"
+            subprocess.run(["git", "add", "-A", "--", f"runs/{unit}"], cwd=root, check=True)
+            msg = f"study: {unit} ({', '.join(phases_of(unit))}; {seconds / 60:.1f} min of job time)"
             subprocess.run(
-                ["git", "commit", "-q", "-m", msg, "--", f"runs/{cell}", "dvc.lock"], cwd=root, check=True
+                ["git", "commit", "-q", "-m", msg, "--", f"runs/{unit}", "dvc.lock"], cwd=root, check=True
             )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clipf.chains", description=__doc__.split("\n")[0])
-    parser.add_argument("cells", nargs="+", help="cells of the live plan, in the order to run them")
-    parser.add_argument("--jobs", type=int, default=2, help="cells trained at once (default 2)")
-    parser.add_argument("--git-commit", action="store_true", help="git commit each recorded cell by path")
-    parser.add_argument("--logs", default="build/chains", help="one log per cell (default build/chains)")
+    parser.add_argument(
+        "units", nargs="*", help="cells (or UTA students, uta-s<seed>) of the live plan, in order"
+    )
+    parser.add_argument(
+        "--queue", default=None, help="a file of more units, one a line, re-read before each pick"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="units run at once (default 2)")
+    parser.add_argument("--git-commit", action="store_true", help="git commit each recorded unit by path")
+    parser.add_argument("--logs", default="build/chains", help="one log per unit (default build/chains)")
     args = parser.parse_args(argv)
     root = Path.cwd()
-    cmds = stage_commands(root, args.cells)
-    todo: queue.Queue[str] = queue.Queue()
-    for cell in args.cells:
-        todo.put(cell)
-    lock, failed = threading.Lock(), []
+    lock, failed, taken = threading.Lock(), [], set()
+
+    def pick() -> str | None:
+        with lock:
+            units = list(args.units) + (Path(args.queue).read_text().split() if args.queue else [])
+            for unit in units:
+                if unit not in taken:
+                    taken.add(unit)
+                    return unit
+        return None
 
     def worker() -> None:
-        while True:
-            try:
-                cell = todo.get_nowait()
-            except queue.Empty:
-                return
+        while (unit := pick()) is not None:
             try:
                 with lock:
-                    done = current(root, cell)
+                    cmds = stage_commands(root, [unit])[unit]
+                    done = current(root, unit)
                 if done:
-                    print(f"{cell}: current, skipped", flush=True)
+                    print(f"{unit}: current, skipped", flush=True)
                     continue
-                print(f"{cell}: started {time.strftime('%H:%M:%S')}", flush=True)
-                seconds = run_cell(root, cell, cmds[cell], Path(args.logs))
-                record(root, cell, seconds, args.git_commit, lock)
+                print(f"{unit}: started {time.strftime('%H:%M:%S')}", flush=True)
+                seconds = run_unit(root, unit, cmds, Path(args.logs))
+                record(root, unit, seconds, args.git_commit, lock)
                 print(
-                    f"{cell}: recorded after {seconds / 60:.1f} min ({time.strftime('%H:%M:%S')})", flush=True
+                    f"{unit}: recorded after {seconds / 60:.1f} min ({time.strftime('%H:%M:%S')})", flush=True
                 )
-            except Exception as err:  # one failed cell does not stop the others
-                failed.append(cell)
-                print(f"{cell}: FAILED: {err}", flush=True)
+            except Exception as err:  # one failed unit does not stop the others
+                failed.append(unit)
+                print(f"{unit}: FAILED: {err}", flush=True)
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, args.jobs))]
     for t in threads:
