@@ -8,6 +8,7 @@ and ``clipf report`` call them; nothing here trains or evaluates.
                                 tables, per-epoch curves, compute; ``markdown``, ``write_table``
 - :mod:`clipf.report.claims`   the paper's claims checked against seed noise
 - :mod:`clipf.report.runs`     accuracy over epochs, held-out curves and compute read from run folders
+- :mod:`clipf.report.bands`    the main table and claims per frequency band of the classes (head / torso / tail)
 - :mod:`clipf.report.words`    what each text masker keeps (POS, frequency bins, Zipf, P_mask)
 - :mod:`clipf.report.figures`  the figures; ``pyplot`` (Agg), ``save_figure``
 - :mod:`clipf.report.uta`      the UTA report (``uta_report`` stage; imported on its own: it reads UTA
@@ -29,6 +30,7 @@ import argparse
 from pathlib import Path
 
 from clipf.files import write_json
+from clipf.report.bands import BANDS, band_claims, band_sets, band_table, bands_figure
 from clipf.report.claims import claims, verdict
 from clipf.report.figures import (
     compute_figure,
@@ -102,6 +104,11 @@ from clipf.report.words import (
 )
 
 __all__ = [
+    "BANDS",
+    "band_claims",
+    "band_sets",
+    "band_table",
+    "bands_figure",
     "COMPUTE_KEYS",
     "epoch_accuracy",
     "run_compute",

@@ -34,7 +34,7 @@ def pyplot():
     return plt
 
 
-def _masker_colors(maskers: Iterable[str]) -> dict[str, str]:
+def masker_colors(maskers: Iterable[str]) -> dict[str, str]:
     palette = {
         "truncate": "#7f7f7f",
         "random": "#1f77b4",
@@ -80,7 +80,7 @@ def tokens_figure(table: pd.DataFrame, paper: pd.DataFrame | None = None):
         nrows, len(panels), figsize=(5 * len(panels), 3.6 * nrows), squeeze=False, sharex=True
     )
     masked = table[table["masking"] != "none"]
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     for i, (ckpt, protocol) in enumerate(panels):
         col = column(ckpt, protocol)
         ax = axes[0, i]
@@ -151,7 +151,7 @@ def epochs_figure(curves: pd.DataFrame, ylabel: str = "zero-shot top-1 (%)"):
     plt = pyplot()
     ks = sorted(curves["text_tokens"].unique()) if not curves.empty else [0]
     fig, axes = plt.subplots(1, len(ks), figsize=(3.6 * len(ks), 3.4), squeeze=False, sharey=True)
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     for ax, k in zip(axes[0], ks, strict=True):
         sub = curves[curves["text_tokens"] == k]
         for (name, masker), g in sub.groupby(["series", "masker"], sort=False):
@@ -178,7 +178,7 @@ def compute_figure(
     plt = pyplot()
     xs = [x for x in xs if x in compute.columns]
     fig, axes = plt.subplots(1, len(xs), figsize=(5 * len(xs), 3.8), squeeze=False, sharey=True)
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     for ax, x in zip(axes[0], xs, strict=True):
         for row in compute.itertuples(index=False):
             at = (getattr(row, x), getattr(row, y))
@@ -199,7 +199,7 @@ def keep_rate_figure(
     plt = pyplot()
     classes = [c for c in classes if c in rates.columns]
     fig, axes = plt.subplots(1, len(classes), figsize=(3.3 * len(classes), 3.2), squeeze=False, sharey=True)
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     for ax, cls in zip(axes[0], classes, strict=True):
         for masker, g in rates.groupby("masker", sort=False):
             g = g.sort_values("text_tokens")
@@ -225,7 +225,7 @@ def keep_accuracy_figure(
     classes = [c for c in classes if c in rates.columns]
     merged = table[table["masking"] != "none"].merge(rates, on=["masker", "text_tokens"], how="inner")
     fig, axes = plt.subplots(1, len(classes), figsize=(3.4 * len(classes), 3.4), squeeze=False, sharey=True)
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     for ax, cls in zip(axes[0], classes, strict=True):
         for masker, g in merged.groupby("masker", sort=False):
             g = g.sort_values("text_tokens")
@@ -284,7 +284,7 @@ def frequency_figure(bins: pd.DataFrame, k: int):
     word-distribution figure)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    colors = _masker_colors(MASKER_ORDER)
+    colors = masker_colors(MASKER_ORDER)
     every = bins[bins["masker"] == "all words"]
     ax.bar(
         every["log10_freq"],

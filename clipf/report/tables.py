@@ -303,6 +303,11 @@ DATASET_LABELS = {
     "wds/world_size": "size",
     "wds/world_position": "position",
     "wds/world_retrieval": "retrieval",
+    "wds/concepts": "concepts",
+    "wds/concepts_head": "head third",
+    "wds/concepts_torso": "torso third",
+    "wds/concepts_tail": "tail third",
+    "wds/concepts_retrieval": "retrieval",
 }
 
 
