@@ -76,9 +76,6 @@ def bands_figure(table: pd.DataFrame, checkpoint: str = "pretrain", protocol: st
         ax.set_title(f"K = {k}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"top-1 (%), {MAIN_LABELS.get((checkpoint, protocol), col)}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(
-        handles, labels, loc="upper center", ncol=min(len(labels), 6), fontsize=8, bbox_to_anchor=(0.5, 1.08)
-    )
+    axes[0][-1].legend(fontsize=7, loc="center right")
     fig.tight_layout()
     return fig
