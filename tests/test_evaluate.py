@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from clipf import evaluate as ev
+from clipf.evaluate.base import CELL_NAME
 from clipf.files import CONFIG_NAME, WEIGHTS_NAME
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 20)}
@@ -268,7 +269,8 @@ def test_objective_column(tmp_path):
         for i, ckpt in enumerate(("pretrain", "finetune")):
             fake_result(runs / name, ckpt, 0.1 * (i + 1))
     tidy = ev.collect(runs, tmp_path / "results.csv", parquet=False)
-    assert list(tidy.columns) == ev.COLUMNS + ev.EXTRA_COLUMNS and tidy.columns[1] == "objective"
+    assert list(tidy.columns) == ev.COLUMNS + ev.EXTRA_COLUMNS
+    assert list(tidy.columns[:3]) == ["run", "world", "objective"]
     got = tidy.groupby("run").objective.agg(lambda s: sorted(set(s.fillna("-"))))
     assert got.to_dict() == {
         "bare": ["-"],
@@ -282,6 +284,52 @@ def test_objective_column(tmp_path):
     on_disk = pd.read_csv(tmp_path / "results.csv")
     assert on_disk[on_disk.run == "uta-s0"].objective.eq("uta").all()
     assert ev.run_metadata(runs / "uta-s0")["objective"] == "uta"
+
+
+def test_world_column_from_the_cell_file(tmp_path):
+    """`world` is the study's cell's (RUN/cell.json, written by the pretrain stage), on every row of the
+    run; a run without cell.json (or one without a world in it) has none: NaN in the frame, empty in the
+    csv."""
+    from clipf import study
+
+    runs = tmp_path / "runs"
+    cells = {
+        "shapes-block-k8-m75-s0": {"world": "shapes", "masker": "block", "text_tokens": 8},
+        "concepts-block-k8-m75-s0": {"world": "concepts", "masker": "block", "text_tokens": 8},
+        "block-k8-m75-s0": None,  # no cell.json: a run outside a study plan
+        "worldless": {"masker": "block", "text_tokens": 8},  # a cell.json without a world
+    }
+    for name, cell in cells.items():
+        (runs / name / "pretrain").mkdir(parents=True)
+        (runs / name / "pretrain" / "clipf.json").write_text(json.dumps({"masker": "block", "seed": 0}))
+        if cell is not None:
+            assert study.write_cell(runs / name, cell) == runs / name / CELL_NAME
+        for i, ckpt in enumerate(("pretrain", "finetune")):
+            fake_result(runs / name, ckpt, 0.1 * (i + 1))
+    assert json.loads((runs / "shapes-block-k8-m75-s0" / "cell.json").read_text())["world"] == "shapes"
+    tidy = ev.collect(runs, tmp_path / "results.csv", parquet=False)
+    assert len(tidy) == 8 and tidy.columns[1] == "world"
+    got = tidy.groupby("run").world.agg(lambda s: sorted(set(s.fillna("-"))))
+    assert got.to_dict() == {
+        "block-k8-m75-s0": ["-"],
+        "concepts-block-k8-m75-s0": ["concepts"],
+        "shapes-block-k8-m75-s0": ["shapes"],
+        "worldless": ["-"],
+    }
+    assert ev.run_metadata(runs / "concepts-block-k8-m75-s0")["world"] == "concepts"
+    assert math.isnan(ev.run_metadata(runs / "block-k8-m75-s0")["world"])
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert list(on_disk.columns[:2]) == ["run", "world"]
+    by_run = on_disk.groupby("run").world.agg(lambda s: sorted(set(s.fillna("-"))))
+    assert by_run.to_dict() == got.to_dict()
+    lines = (tmp_path / "results.csv").read_text().splitlines()[1:]
+    fields = {r: {line.split(",")[1] for line in lines if line.startswith(r + ",")} for r in cells}
+    assert fields == {
+        "shapes-block-k8-m75-s0": {"shapes"},
+        "concepts-block-k8-m75-s0": {"concepts"},
+        "block-k8-m75-s0": {""},  # an absent world is an empty field
+        "worldless": {""},
+    }
 
 
 def test_cached_then_recomputed_on_new_weights(evaluated, world):

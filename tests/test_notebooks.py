@@ -105,8 +105,14 @@ def test_notebook_ran_in_the_smoke_study(name: str):
     from _smoke import smoke_study
 
     repo = smoke_study()
-    executed = [p for p in sorted(repo.glob(f"**/{name}.ipynb")) if p.parent != repo / "notebooks"]
+    # a cell's notebook is runs/<cell>/<name>.ipynb; a world's results/notebooks/<name>-<world>.ipynb
+    found = [*repo.glob(f"**/{name}.ipynb"), *repo.glob(f"**/{name}-*.ipynb")]
+    executed = [p for p in sorted(found) if p.parent != repo / "notebooks"]
     assert executed, f"{name} was not executed by the smoke DAG"
+    if name in ("01_frequency", "05_report"):  # one per world of the smoke plan (shapes)
+        assert [p.relative_to(repo).as_posix() for p in executed] == [
+            f"results/notebooks/{name}-shapes.ipynb"
+        ]
     for path in executed:
         problems = run_problems(json.loads(path.read_text()))
         assert not problems, f"{path.relative_to(repo)}: {'; '.join(problems)}"
@@ -128,6 +134,7 @@ def test_pretrain_notebook_standalone_with_a_profile_and_overrides(tmp_path: Pat
             str(out),
             parameters={
                 "profile": "smoke",
+                "world": "shapes",  # the smoke study's data: data/shapes
                 "masker": "block",
                 "text_tokens": 5,
                 "cell": "nb-standalone",
@@ -139,3 +146,10 @@ def test_pretrain_notebook_standalone_with_a_profile_and_overrides(tmp_path: Pat
         )
     assert (runs / "nb-standalone" / "pretrain" / "metrics.json").exists()
     assert study.last_checkpoint(runs / "nb-standalone" / "pretrain").name == "epoch_1.pt"
+    cell = json.loads((runs / "nb-standalone" / "cell.json").read_text())
+    assert (cell["world"], cell["masker"], cell["text_tokens"], cell["threshold"]) == (
+        "shapes",
+        "block",
+        5,
+        None,
+    )

@@ -527,23 +527,31 @@ def test_profiles_plan_uta_students():
     from clipf import profiles as P
 
     params = P.load(REPO / "params.yaml")
-    for name, seeds in (("smoke", [0]), ("demo", [0]), ("study", [0, 1, 2])):
+    # smoke: the default world (the grid's first); study: uta.world concepts of its two worlds
+    for name, seeds, world in (("smoke", [0], "shapes"), ("study", [0, 1, 2], "concepts")):
         live = P.resolve(params, name)
         assert list(live["uta_cells"]) == [f"uta-s{s}" for s in seeds], name
+        assert live["uta"]["world"] == world
         for s in seeds:
             item = live["uta_cells"][f"uta-s{s}"]
             assert item == {
+                "world": world,
                 "seed": s,
-                "teacher": f"truncate-k32-m0-s{s}",
-                "baseline": f"truncate-k32-m0-s{s}",
+                "teacher": f"{world}-truncate-k32-m0-s{s}",
+                "baseline": f"{world}-truncate-k32-m0-s{s}",
             }
-            assert item["teacher"] in live["cells"]
+            assert item["teacher"] in live["cells"] and live["cells"][item["teacher"]]["world"] == world
         assert (
             live["uta_finetunes"] == live["uta_cells"] and live["uta"]["model"] == live["pretrain"]["model"]
         )
         assert live["uta"]["mask_ratio"] == 0.5 and live["uta"]["masker"] == "reversed_block"
     for name in ("cc3m", "cc12m", "laion400m"):  # opt-in: no ViT-B/16 students unless asked for
         assert P.resolve(params, name)["uta_cells"] == {}
+    for name in P.profile_names(params):  # every profile's students: in the world of its uta.world
+        live = P.resolve(params, name)
+        for item in live["uta_cells"].values():
+            assert item["world"] == live["uta"]["world"] and item["world"] in live["worlds"]
+            assert {live["cells"][item[r]]["world"] for r in ("teacher", "baseline")} == {item["world"]}
     assert set(P.UTA_MASKERS) == set(uta.PATCH_MASKERS) | set(uta.ALIASES)
 
 
@@ -581,6 +589,73 @@ def test_profiles_uta_teacher_and_bad_specs():
         P.expand_uta({"seeds": [0]}, no_clip, grid, pre)
 
 
+def test_uta_students_of_a_world():
+    """``uta.world``: the world of the students (default: the grid's first), their teacher and CLIP
+    baseline that world's cells; a world not in the grid is named; a grid without worlds has world-free
+    students."""
+    from clipf import profiles as P
+
+    grid = {
+        "worlds": ["shapes", "concepts"],
+        "maskers": ["frequency"],
+        "text_tokens": [6],
+        "baselines": ["clip"],
+        "seeds": [0, 1],
+    }
+    cells = P.expand_grid(grid, 1e-2)
+    pre = {"model": "clipf-vit-micro"}
+    u, students, _ = P.expand_uta({"seeds": [0, 1]}, cells, grid, pre)
+    assert u["world"] == "shapes"  # the first world of the grid
+    assert students["uta-s1"] == {
+        "world": "shapes",
+        "seed": 1,
+        "teacher": "shapes-truncate-k32-m0-s1",
+        "baseline": "shapes-truncate-k32-m0-s1",
+    }
+    u, students, finetunes = P.expand_uta({"seeds": [0], "world": "concepts"}, cells, grid, pre)
+    assert u["world"] == "concepts" and finetunes == students
+    assert students == {
+        "uta-s0": {
+            "world": "concepts",
+            "seed": 0,
+            "teacher": "concepts-truncate-k32-m0-s0",
+            "baseline": "concepts-truncate-k32-m0-s0",
+        }
+    }
+    assert P.baseline_cell(grid, 0, "concepts") == "concepts-truncate-k32-m0-s0"
+    assert P.baseline_cell({**grid, "full_text_tokens": 16}, 2, "shapes") == "shapes-truncate-k16-m0-s2"
+    assert P.baseline_cell(grid, 0) == "truncate-k32-m0-s0"
+    # a teacher cell named with {seed} is the world's own cell, spelled out in full
+    spec = {"seeds": [1], "world": "concepts", "teacher": "concepts-frequency-k6-m75-t1e-2-s{seed}"}
+    assert (
+        P.expand_uta(spec, cells, grid, pre)[1]["uta-s1"]["teacher"] == "concepts-frequency-k6-m75-t1e-2-s1"
+    )
+    with pytest.raises(P.ProfileError, match="teacher of seed 1, cell 'frequency-k6-m75-t1e-2-s1', is not"):
+        P.expand_uta({**spec, "teacher": "frequency-k6-m75-t1e-2-s{seed}"}, cells, grid, pre)  # no world
+    for world in ("circles", "shapes-2"):
+        with pytest.raises(
+            P.ProfileError, match=f"uta.world: '{world}' is not a world of the grid \\(shapes, concepts\\)"
+        ):
+            P.expand_uta({"seeds": [0], "world": world}, cells, grid, pre, where="uta")
+    no_worlds = {k: v for k, v in grid.items() if k != "worlds"}
+    plain = P.expand_grid(no_worlds, 1e-2)
+    u, students, _ = P.expand_uta({"seeds": [0]}, plain, no_worlds, pre)
+    assert u["world"] is None
+    assert students == {
+        "uta-s0": {"seed": 0, "teacher": "truncate-k32-m0-s0", "baseline": "truncate-k32-m0-s0"}
+    }
+    with pytest.raises(P.ProfileError, match="'shapes' is not a world of the grid \\(none\\)"):
+        P.expand_uta({"seeds": [0], "world": "shapes"}, plain, no_worlds, pre)
+    # through a profile: the plan's students follow uta.world; an unknown one stops the plan
+    params = P.load(REPO / "params.yaml")
+    two = {"grid": {"worlds": ["shapes", "concepts"]}, "uta": {"world": "concepts"}}
+    live = P.resolve(P.deep_merge(params, {"profiles": {"smoke": two}}), "smoke")
+    assert live["uta_cells"]["uta-s0"]["teacher"] == "concepts-truncate-k32-m0-s0"
+    bad = P.deep_merge(params, {"profiles": {"smoke": {"uta": {"world": "concepts"}}}})  # smoke: [shapes]
+    with pytest.raises(P.ProfileError, match="profile 'smoke' uta.world: 'concepts' is not a world"):
+        P.resolve(bad, "smoke")
+
+
 def test_plan_writes_uta_sections(tmp_path):
     """`clipf study plan` writes `uta`, `uta_cells` and `uta_finetunes` (one flow line per student, `{}` when
     there are none); `check` accepts them and refuses a student whose teacher is not a cell."""
@@ -595,7 +670,8 @@ def test_plan_writes_uta_sections(tmp_path):
     P.plan(path, "study")
     text = path.read_text()
     assert (
-        "uta_cells:\n  uta-s0: {seed: 0, teacher: truncate-k32-m0-s0, baseline: truncate-k32-m0-s0}\n" in text
+        "uta_cells:\n  uta-s0: {world: concepts, seed: 0, teacher: concepts-truncate-k32-m0-s0, "
+        "baseline: concepts-truncate-k32-m0-s0}\n" in text
     )
     params = yaml.safe_load(text)
     assert list(params["uta_finetunes"]) == ["uta-s0", "uta-s1", "uta-s2"] and params["uta"]["seeds"] == [
@@ -656,22 +732,22 @@ def test_match_compute(world, tmp_path):
 def study_cfg(world) -> dict:
     from clipf import profiles as P
 
-    cfg = P.resolve(P.load(REPO / "params.yaml"), "smoke")
+    cfg = study.world_config(P.resolve(P.load(REPO / "params.yaml"), "smoke"), "shapes")
     cfg["data"]["dir"] = str(world["root"])  # train/ and val/ shards with sizes.json
     return cfg
 
 
 def test_study_run_argv(world, tmp_path):
     runs = tmp_path / "runs"
-    fake_clip_phase(runs / "truncate-k32-m0-s0" / "pretrain", epochs=1)
-    E.export(
-        world["root"] / "teacher.pt", "clipf-vit-micro", runs / "truncate-k32-m0-s0" / "pretrain" / "export"
-    )
+    base = "shapes-truncate-k32-m0-s0"  # the smoke plan's CLIP baseline: uta-s0's teacher (uta.world shapes)
+    fake_clip_phase(runs / base / "pretrain", epochs=1)
+    E.export(world["root"] / "teacher.pt", "clipf-vit-micro", runs / base / "pretrain" / "export")
     cfg = study_cfg(world)
+    assert cfg["uta_cells"]["uta-s0"]["baseline"] == base
     setup = study.uta_run(cfg, 0, runs=runs)
     assert setup.cell == "uta-s0" and setup.run == runs / "uta-s0"
-    assert setup.teacher == str(runs / "truncate-k32-m0-s0" / "pretrain" / "export")
-    assert setup.baseline == runs / "truncate-k32-m0-s0" / "pretrain"
+    assert setup.teacher == str(runs / base / "pretrain" / "export")
+    assert setup.baseline == runs / base / "pretrain"
     joined = " ".join(setup.argv)
     epochs = setup.compute["epochs"]
     assert epochs >= 2 and f"--epochs {epochs}" in joined and "--model clipf-vit-micro" in joined
