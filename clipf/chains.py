@@ -98,6 +98,12 @@ def record(root: Path, unit: str, seconds: float, git_commit: bool, lock: thread
             )
 
 
+def read_queue(path: Path) -> list[str]:
+    """The units of a queue file: one a line; blank lines and ``#`` comments skipped."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m clipf.chains", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def pick() -> str | None:
         with lock:
-            units = list(args.units) + (Path(args.queue).read_text().split() if args.queue else [])
+            units = list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
             for unit in units:
                 if unit not in taken:
                     taken.add(unit)
