@@ -37,7 +37,9 @@ RULES = getattr(
 PROTOCOLS = ("full", "masked")  # how class prompts are encoded at evaluation
 FULL_CONTEXT = 32  # exports and zero-shot prompts are always at open_clip's 32 tokens
 DEFAULT_PROMPT = "a photo of a {c}."
-EXPLORE_WORLD = "data/explore"  # where a small world is made when the study's data/world is absent
+EXPLORE_WORLD = "data/explore"  # where a small world is made when no study world (data/<world>) is there
+# the study's worlds (data/world: the single world before issue 18)
+STUDY_WORLDS = ("data/shapes", "data/concepts", "data/world")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -48,7 +50,7 @@ def ensure_world(
     image_size: int = 32,
     seed: int = 0,
 ) -> Path:
-    """A world to explore: ``world`` if given; else the study's ``data/world``; else a small one made
+    """A world to explore: ``world`` if given; else a study world (``STUDY_WORLDS``); else a small one made
     once in ``data/explore`` (``n_train`` pairs, no val / eval sets; the knobs of ``params.yaml``)."""
     root = Path(root)
     if world is not None:
@@ -56,7 +58,7 @@ def ensure_world(
         if not is_world(path):
             raise FileNotFoundError(f"{path}: not a clipf world (make one with `clipf data synth --out DIR`)")
         return path
-    for path in (root / "data" / "world", root / EXPLORE_WORLD):
+    for path in (*(root / w for w in STUDY_WORLDS), root / EXPLORE_WORLD):
         if is_world(path):
             return path
     path = root / EXPLORE_WORLD
