@@ -4,7 +4,7 @@ trainer's own held-out evaluation per epoch and the training compute (``RUN/pret
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from clipf.metrics import read_metrics
@@ -35,22 +35,26 @@ def epoch_accuracy(
     return epoch_curves(rows[cols].to_dict("records"))
 
 
+_CELL_KEYS = ("masker", "text_tokens", "image_mask", "seed")
+
+
+def _pretrain_metrics(cells: Mapping, runs: str | Path) -> Iterator[tuple[dict, object]]:
+    """(run's identifying row, its pre-training metrics.json as a frame) for each cell that has one."""
+    for name, cell in cells.items():
+        path = Path(runs, name, "pretrain")
+        if (path / "metrics.json").exists():
+            yield {"run": name, **{k: cell[k] for k in _CELL_KEYS}}, read_metrics(path)
+
+
 def val_curves(cells: Mapping, runs: str | Path = "runs", metric: str = "val/image_to_text_R@1"):
     """The trainer's own per-epoch evaluation on the held-out pairs (metrics.json ``val/...``), in %:
     run, masker, text_tokens, image_mask, seed, epoch, value — accuracy over training at no extra cost."""
     recs = []
-    for name, cell in cells.items():
-        path = Path(runs, name, "pretrain")
-        if not (path / "metrics.json").exists():
-            continue
-        metrics = read_metrics(path)
+    for row, metrics in _pretrain_metrics(cells, runs):
         if metric not in metrics:
             continue
         for epoch, value in metrics[["epoch", metric]].dropna().itertuples(index=False):
-            keys = ("masker", "text_tokens", "image_mask", "seed")
-            recs.append(
-                {"run": name, **{k: cell[k] for k in keys}, "epoch": int(epoch), "value": 100 * float(value)}
-            )
+            recs.append({**row, "epoch": int(epoch), "value": 100 * float(value)})
     return epoch_curves(recs)
 
 
@@ -73,12 +77,7 @@ def run_compute(cells: Mapping, runs: str | Path = "runs"):
     import pandas as pd
 
     rows = []
-    for name, cell in cells.items():
-        path = Path(runs, name, "pretrain")
-        if not (path / "metrics.json").exists():
-            continue
-        metrics = read_metrics(path)
-        row = {"run": name, **{k: cell[k] for k in ("masker", "text_tokens", "image_mask", "seed")}}
+    for row, metrics in _pretrain_metrics(cells, runs):
         for key in COMPUTE_KEYS:
             if key in metrics:
                 row[key] = float(
