@@ -11,6 +11,8 @@ and ``clipf report`` call them; nothing here trains or evaluates.
 - :mod:`clipf.report.bands`    the main table and claims per frequency band of the classes (head / torso / tail)
 - :mod:`clipf.report.words`    what each text masker keeps (POS, frequency bins, Zipf, P_mask)
 - :mod:`clipf.report.figures`  the figures; ``pyplot`` (Agg), ``save_figure``
+- :mod:`clipf.report.predictions`  docs/PREDICTIONS.md judged on the results by its rule (stage
+                                ``predictions``; ``python -m clipf.report.predictions``; imported on its own)
 - :mod:`clipf.report.uta`      the UTA report (``uta_report`` stage; imported on its own: it reads UTA
                                 training compute)
 
