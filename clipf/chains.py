@@ -91,11 +91,21 @@ def record(root: Path, unit: str, seconds: float, git_commit: bool, lock: thread
         if proc.returncode:
             raise RuntimeError(f"dvc commit of {unit} failed: {proc.stderr[-2000:]}")
         if git_commit:
-            subprocess.run(["git", "add", "-A", "--", f"runs/{unit}"], cwd=root, check=True)
+            run_git(root, "add", "-A", "--", f"runs/{unit}")
             msg = f"study: {unit} ({', '.join(phases_of(unit))}; {seconds / 60:.1f} min of job time)"
-            subprocess.run(
-                ["git", "commit", "-q", "-m", msg, "--", f"runs/{unit}", "dvc.lock"], cwd=root, check=True
-            )
+            run_git(root, "commit", "-q", "-m", msg, "--", f"runs/{unit}", "dvc.lock")
+
+
+def run_git(root: Path, *args: str, tries: int = 60) -> None:
+    """``git ARGS``, waiting out another git process's ``index.lock`` (a commit made beside the chains)."""
+    for _ in range(tries):
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return
+        if "index.lock" not in proc.stderr:
+            break
+        time.sleep(2)
+    raise RuntimeError(f"git {' '.join(args[:2])} failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
 
 
 def read_queue(path: Path) -> list[str]:

@@ -28,3 +28,25 @@ def test_the_committed_queue_is_the_study_plan():
     units = chains.read_queue(REPO / "docs" / "study_queue.txt")
     assert len(units) == len(set(units))
     assert set(units) == set(params["cells"]) | set(params["uta_cells"])
+
+
+def test_git_waits_out_another_commits_index_lock(tmp_path: Path):
+    """A commit made beside the chains holds .git/index.lock for a moment: the chain waits, then commits."""
+    import subprocess
+    import threading
+
+    import pytest
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    for key, value in (("user.email", "t@example.com"), ("user.name", "t")):
+        subprocess.run(["git", "-C", str(tmp_path), "config", key, value], check=True)
+    (tmp_path / "a.txt").write_text("a\n")
+    lock = tmp_path / ".git" / "index.lock"
+    lock.write_text("")
+    threading.Timer(1.5, lock.unlink).start()
+    chains.run_git(tmp_path, "add", "a.txt")  # fails on the lock at first, then succeeds
+    chains.run_git(tmp_path, "commit", "-q", "-m", "a", "--", "a.txt")
+    log = subprocess.run(["git", "-C", str(tmp_path), "log", "--oneline"], capture_output=True, text=True)
+    assert log.stdout.strip().endswith(" a")
+    with pytest.raises(RuntimeError, match="git commit -q failed .*missing.txt"):  # any other failure: at once, named
+        chains.run_git(tmp_path, "commit", "-q", "-m", "b", "--", "missing.txt")
