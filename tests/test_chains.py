@@ -48,5 +48,6 @@ def test_git_waits_out_another_commits_index_lock(tmp_path: Path):
     chains.run_git(tmp_path, "commit", "-q", "-m", "a", "--", "a.txt")
     log = subprocess.run(["git", "-C", str(tmp_path), "log", "--oneline"], capture_output=True, text=True)
     assert log.stdout.strip().endswith(" a")
-    with pytest.raises(RuntimeError, match="git commit -q failed .*missing.txt"):  # any other failure: at once, named
+    # any other failure: at once, named
+    with pytest.raises(RuntimeError, match="git commit -q failed .*missing.txt"):
         chains.run_git(tmp_path, "commit", "-q", "-m", "b", "--", "missing.txt")
