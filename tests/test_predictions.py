@@ -51,18 +51,26 @@ def rows(
     ]
 
 
+# a check's defaults: frequency > truncation at K = 8 on concepts
+BASE = {
+    "id": "C1",
+    "world": "concepts",
+    "claim": "c",
+    "a": {"masker": "frequency"},
+    "b": {"masker": "truncate"},
+    "relation": ">",
+    "k": [8],
+}
+
+
 def check(**kw):
-    base = {
-        "id": "X",
-        "world": "concepts",
-        "claim": "c",
-        "a": {"masker": "frequency"},
-        "b": {"masker": "truncate"},
-        "relation": ">",
-        "k": [8],
-    }
-    merged = {**base, **kw}
+    merged = {**BASE, **kw}
     return P._validated({key: v for key, v in merged.items() if v is not None}, "test")
+
+
+def pair(a: dict, b: dict | None, relation: str, **kw) -> dict:
+    """A check's sides and relation (the other keys as :func:`check`'s defaults)."""
+    return {"a": a, "b": b, "relation": relation, **kw}
 
 
 def judged(tidy_rows, *checks):
@@ -143,42 +151,22 @@ def test_bands_columns_baselines_and_value_checks():
         did["band"] == "tail − head" and did["diff"] == pytest.approx(12 - (-2)) and did["verdict"] == P.HOLDS
     )
     head = judged(
-        tidy,
-        {
-            "a": {"masker": "frequency", "band": "head"},
-            "b": {"masker": "truncate", "band": "head"},
-            "relation": "<",
-        },
-    ).iloc[0]
+        tidy, pair({"masker": "frequency", "band": "head"}, {"masker": "truncate", "band": "head"}, "<")
+    )
+    head = head.iloc[0]
     assert head["band"] == "head" and head["verdict"] == P.HOLDS
     chance = judged(
-        tidy,
-        {
-            "a": {"masker": "truncate", "column": "pretrain_masked"},
-            "b": None,
-            "relation": "at",
-            "value": 0.39,
-            "tol": 1.0,
-        },
+        tidy, pair({"masker": "truncate", "column": "pretrain_masked"}, None, "at", value=0.39, tol=1.0)
     )
     assert chance.iloc[0]["verdict"] == P.HOLDS and chance.iloc[0]["column"] == "pretrain_masked"
-    cross = judged(
-        tidy,
-        {
-            "a": {"masker": "truncate", "column": "pretrain_masked"},
-            "b": {"masker": "truncate", "column": "pretrain"},
-            "relation": "<",
-        },
-    ).iloc[0]
+    masked, full = (
+        {"masker": "truncate", "column": "pretrain_masked"},
+        {"masker": "truncate", "column": "pretrain"},
+    )
+    cross = judged(tidy, pair(masked, full, "<")).iloc[0]
     assert cross["column"] == "pretrain_masked vs pretrain" and cross["verdict"] == P.HOLDS
-    clip = judged(
-        tidy,
-        {
-            "a": {"masker": "truncate", "k": 32, "image_mask": 0.0},
-            "b": {"masker": "truncate", "k": 32, "image_mask": 0.75},
-            "k": [32],
-        },
-    ).iloc[0]
+    clip_, flip = ({"masker": "truncate", "k": 32, "image_mask": m} for m in (0.0, 0.75))
+    clip = judged(tidy, pair(clip_, flip, ">", k=[32])).iloc[0]
     assert (clip["a"], clip["b"], clip["verdict"]) == ("CLIP", "FLIP", P.HOLDS)
 
 
@@ -218,16 +206,7 @@ def test_flips_across_worlds_and_the_rollup():
     ],
 )
 def test_bad_checks_are_named(tmp_path: Path, bad, message):
-    entry = {
-        "id": "C1",
-        "world": "concepts",
-        "claim": "c",
-        "a": {"masker": "frequency"},
-        "b": {"masker": "truncate"},
-        "relation": ">",
-        "k": [8],
-        **bad,
-    }
+    entry = {**BASE, **bad}
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump([entry], allow_unicode=True))
     with pytest.raises(ValueError, match=re.escape(message)) as err:

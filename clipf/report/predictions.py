@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from clipf.report.tables import FULL, MASKED, MASKER_ORDER, main_threshold, write_table, zero_shot
+from clipf.report.tables import FULL, MASKED, MASKER_ORDER, main_threshold, mean_std, write_table, zero_shot
 
 RELATIONS = (">", "<", ">=", "<=", "≈", "flips", "at", "below")
 COLUMNS = {
@@ -199,8 +199,8 @@ class Results:
 
 
 def _stats(v: pd.Series) -> tuple[float, float, int]:
-    n = len(v)
-    return (float(v.mean()) if n else math.nan, float(v.std(ddof=1)) if n > 1 else math.nan, n)
+    s = mean_std(v)  # the main table's mean / std (n − 1) / n over seeds
+    return float(s["mean"]), float(s["std"]), int(s["n"])
 
 
 def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float, int]:
