@@ -312,6 +312,45 @@ def test_epoch_accuracy_val_curves_and_compute(tmp_path: Path):
     ].unique().tolist() == ["r"]
 
 
+def test_val_curves_and_compute_leave_the_threshold_sweep_out(tmp_path: Path):
+    """The sweep's other frequency cells are not averaged into the main cell's curves or compute row."""
+    cells = {
+        "block-k8-m75-s0": profiles.make_cell("block", 8, 0.75, 0, None),
+        **{
+            f"frequency-k8-m75-t{t}-s{s}": profiles.make_cell("frequency", 8, 0.75, s, float(t))
+            for t, seeds in (("6e-6", (0, 1)), ("1e-6", (0,)), ("1e-2", (0,)))
+            for s in seeds
+        },
+        "frequency-k8-m75-t6e-6-s9": profiles.make_cell("frequency", 8, 0.75, 9, 6e-6, "clamped"),
+    }
+    for i, name in enumerate(cells):
+        run = tmp_path / name / "pretrain"
+        run.mkdir(parents=True)
+        recs = [{"epoch": 1, "samples_per_second": 10.0 * (i + 1), "val/image_to_text_R@1": 0.1 * (i + 1)}]
+        (run / "metrics.json").write_text(json.dumps(recs))
+
+    def runs(frame):
+        return sorted(frame["run"].unique())
+
+    main = ["block-k8-m75-s0", "frequency-k8-m75-t6e-6-s0", "frequency-k8-m75-t6e-6-s1"]
+    assert runs(report.val_curves(cells, tmp_path)) == main  # default: the most common threshold and rule
+    assert runs(report.run_compute(cells, tmp_path, 6e-6, "authors")) == main
+    assert runs(report.val_curves(cells, tmp_path, threshold=1e-2)) == [
+        "block-k8-m75-s0",
+        "frequency-k8-m75-t1e-2-s0",
+    ]
+    assert runs(report.run_compute(cells, tmp_path, 6e-6, "clamped")) == [
+        "block-k8-m75-s0",
+        "frequency-k8-m75-t6e-6-s9",
+    ]
+    compute = report.compute_table(
+        report.run_compute(cells, tmp_path), pd.DataFrame(columns=["run", "checkpoint", "value"])
+    )
+    freq = compute[compute.masker == "frequency"].iloc[0]
+    assert freq.samples_per_second == pytest.approx(25.0)  # seeds 0 and 1 of t = 6e-6 only: (20 + 30) / 2
+    assert report.main_cells({}) == {}
+
+
 # ---------------------------------------------------------------- worlds and profile roots (fast)
 
 

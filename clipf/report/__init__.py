@@ -48,7 +48,7 @@ from clipf.report.figures import (
     training_figure,
     zipf_figure,
 )
-from clipf.report.runs import COMPUTE_KEYS, epoch_accuracy, run_compute, val_curves
+from clipf.report.runs import COMPUTE_KEYS, epoch_accuracy, main_cells, run_compute, val_curves
 from clipf.report.tables import (
     CELL,
     CHECKPOINTS,
@@ -113,6 +113,7 @@ __all__ = [
     "bands_figure",
     "COMPUTE_KEYS",
     "epoch_accuracy",
+    "main_cells",
     "run_compute",
     "val_curves",
     "CELL",

@@ -38,19 +38,52 @@ def epoch_accuracy(
 _CELL_KEYS = ("masker", "text_tokens", "image_mask", "seed")
 
 
-def _pretrain_metrics(cells: Mapping, runs: str | Path) -> Iterator[tuple[dict, object]]:
-    """(run's identifying row, its pre-training metrics.json as a frame) for each cell that has one."""
-    for name, cell in cells.items():
+def main_cells(cells: Mapping, threshold: float | None = None, rule: str | None = None) -> dict:
+    """The plan's ``cells`` without the threshold sweep's other frequency cells: those of another
+    threshold than ``threshold`` or another rule than ``rule`` (default: the most common), as the main
+    table leaves them out (:func:`~clipf.report.tables.main_threshold`)."""
+    import pandas as pd
+
+    if not cells:
+        return {}
+    frame = pd.DataFrame(
+        [
+            {
+                "run": name,
+                "masker": cell["masker"],
+                "threshold": float("nan") if cell.get("threshold") is None else float(cell["threshold"]),
+                "freq_rule": cell.get("rule"),
+            }
+            for name, cell in cells.items()
+        ]
+    )
+    keep = set(main_threshold(frame, threshold, rule)["run"])
+    return {name: cell for name, cell in cells.items() if name in keep}
+
+
+def _pretrain_metrics(
+    cells: Mapping, runs: str | Path, threshold: float | None, rule: str | None
+) -> Iterator[tuple[dict, object]]:
+    """(run's identifying row, its pre-training metrics.json as a frame) for each cell of the main
+    threshold and rule (:func:`main_cells`) that has one."""
+    for name, cell in main_cells(cells, threshold, rule).items():
         path = Path(runs, name, "pretrain")
         if (path / "metrics.json").exists():
             yield {"run": name, **{k: cell[k] for k in _CELL_KEYS}}, read_metrics(path)
 
 
-def val_curves(cells: Mapping, runs: str | Path = "runs", metric: str = "val/image_to_text_R@1"):
+def val_curves(
+    cells: Mapping,
+    runs: str | Path = "runs",
+    metric: str = "val/image_to_text_R@1",
+    threshold: float | None = None,
+    rule: str | None = None,
+):
     """The trainer's own per-epoch evaluation on the held-out pairs (metrics.json ``val/...``), in %:
-    run, masker, text_tokens, image_mask, seed, epoch, value — accuracy over training at no extra cost."""
+    run, masker, text_tokens, image_mask, seed, epoch, value — accuracy over training at no extra cost.
+    The threshold sweep's other frequency cells are left out (:func:`main_cells`)."""
     recs = []
-    for row, metrics in _pretrain_metrics(cells, runs):
+    for row, metrics in _pretrain_metrics(cells, runs, threshold, rule):
         if metric not in metrics:
             continue
         for epoch, value in metrics[["epoch", metric]].dropna().itertuples(index=False):
@@ -71,13 +104,16 @@ COMPUTE_KEYS = (
 )
 
 
-def run_compute(cells: Mapping, runs: str | Path = "runs"):
+def run_compute(
+    cells: Mapping, runs: str | Path = "runs", threshold: float | None = None, rule: str | None = None
+):
     """Per pre-training run: throughput (mean samples/s over epochs), training time and tokens seen
-    (totals of the last metrics.json record)."""
+    (totals of the last metrics.json record). The threshold sweep's other frequency cells are left out
+    (:func:`main_cells`): :func:`~clipf.report.tables.compute_table` averages a cell's runs over seeds."""
     import pandas as pd
 
     rows = []
-    for row, metrics in _pretrain_metrics(cells, runs):
+    for row, metrics in _pretrain_metrics(cells, runs, threshold, rule):
         for key in COMPUTE_KEYS:
             if key in metrics:
                 row[key] = float(

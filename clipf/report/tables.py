@@ -139,9 +139,11 @@ def main_threshold(
     freq = rows["masker"] == "frequency"
     if not freq.any():
         return rows
-    if threshold is None:
-        threshold = rows.loc[freq, "threshold"].mode().iloc[0]
-    rows = rows[~freq | np.isclose(rows["threshold"], threshold)]
+    if threshold is None:  # the most common; none when no frequency cell names one
+        common = rows.loc[freq, "threshold"].mode()
+        threshold = common.iloc[0] if len(common) else None
+    if threshold is not None:
+        rows = rows[~freq | np.isclose(rows["threshold"], threshold)]
     freq = rows["masker"] == "frequency"
     if "freq_rule" in rows and rows.loc[freq, "freq_rule"].notna().any():
         rule = rule or rows.loc[freq, "freq_rule"].dropna().mode().iloc[0]
