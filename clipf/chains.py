@@ -7,6 +7,8 @@ cells at a time, and when all three of a cell's stages succeed records them with
 a time, retried while another DVC command holds the lock) and, with ``--git-commit``, commits the cell's
 small results (``runs/<cell>``, ``dvc.lock``) by path, so nothing else staged is swept in. A cell whose
 stages are already current (``dvc status``) is skipped; a failed cell is reported and the others go on.
+Units are resolved in batches: the first pick of units not seen yet loads the DVC index once and runs one
+``dvc status`` for all of them (each costs ~20-60 s on a 2-core machine, more than a tenth of a cell).
 
 It is orchestration only: no stage imports it, so it is no stage's code dependency. Do not edit a
 stage's code while chains run: ``dvc commit`` records the code as it is at commit time.
@@ -15,6 +17,7 @@ stage's code while chains run: ``dvc commit`` records the code as it is at commi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -62,10 +65,21 @@ def _dvc(root: Path, *args: str, tries: int = 120) -> subprocess.CompletedProces
     return proc
 
 
+def current_units(root: Path, units: list[str]) -> set[str]:
+    """The units whose every stage is recorded and unchanged: one ``dvc status --json`` for all of them
+    (it names each stage that is not); a failed status raises with DVC's message."""
+    if not units:
+        return set()
+    proc = _dvc(root, "status", "--json", *[f"{p}@{u}" for u in units for p in phases_of(u)])
+    if proc.returncode:
+        raise RuntimeError(f"dvc status failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    changed = set(json.loads(proc.stdout or "{}"))
+    return {u for u in units if not any(f"{p}@{u}" in changed for p in phases_of(u))}
+
+
 def current(root: Path, unit: str) -> bool:
     """Every stage of ``unit`` is recorded and unchanged (``dvc status`` says nothing of them)."""
-    proc = _dvc(root, "status", *[f"{p}@{unit}" for p in phases_of(unit)])
-    return proc.returncode == 0 and (not proc.stdout.strip() or "up to date" in proc.stdout)
+    return unit in current_units(root, [unit])
 
 
 def run_unit(root: Path, unit: str, cmds: list[str], logs: Path) -> float:
@@ -128,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path.cwd()
     lock, failed, taken = threading.Lock(), [], set()
+    commands: dict[str, list[str]] = {}  # resolved units: their stage commands
+    recorded: set[str] = set()  # resolved units that were current when resolved
 
     def pick() -> str | None:
         with lock:
@@ -138,12 +154,24 @@ def main(argv: list[str] | None = None) -> int:
                     return unit
         return None
 
+    def resolve(unit: str) -> tuple[list[str], bool]:
+        """``unit``'s commands and whether it is current; resolves it with every other unit not seen yet."""
+        with lock:
+            if unit not in commands:
+                units = list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
+                batch = [unit] + [u for u in dict.fromkeys(units) if u not in taken and u not in commands]
+                try:
+                    found = stage_commands(root, batch)
+                except ValueError:  # a bad unit in the queue: resolve this one alone, and fail only it
+                    found = stage_commands(root, [unit])
+                recorded.update(current_units(root, list(found)))
+                commands.update(found)
+            return commands[unit], unit in recorded
+
     def worker() -> None:
         while (unit := pick()) is not None:
             try:
-                with lock:
-                    cmds = stage_commands(root, [unit])[unit]
-                    done = current(root, unit)
+                cmds, done = resolve(unit)
                 if done:
                     print(f"{unit}: current, skipped", flush=True)
                     continue

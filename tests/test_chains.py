@@ -51,3 +51,63 @@ def test_git_waits_out_another_commits_index_lock(tmp_path: Path):
     # any other failure: at once, named
     with pytest.raises(RuntimeError, match="git commit -q failed .*missing.txt"):
         chains.run_git(tmp_path, "commit", "-q", "-m", "b", "--", "missing.txt")
+
+
+def test_units_are_resolved_in_one_batch_and_current_ones_skipped(tmp_path: Path, monkeypatch, capsys):
+    """One DVC index load and one status for every unit of the queue; current units are skipped, a unit
+    that is not in the plan fails alone, and a unit added to the queue later is resolved then."""
+    queue = tmp_path / "q.txt"
+    queue.write_text("a\nb\nc\n")
+    calls, ran = [], []
+
+    def fake_commands(root, units):
+        calls.append(("commands", list(units)))
+        if "bad" in units:
+            raise ValueError("no stage pretrain@bad in dvc.yaml")
+        return {u: [f"run {u}"] for u in units}
+
+    def fake_current(root, units):
+        calls.append(("status", list(units)))
+        return {u for u in units if u == "b"}
+
+    def fake_run(root, unit, cmds, logs):
+        ran.append((unit, cmds))
+        if unit == "c":
+            queue.write_text("a\nb\nc\nbad\nd\n")  # edited while the chains run
+        return 60.0
+
+    monkeypatch.setattr(chains, "stage_commands", fake_commands)
+    monkeypatch.setattr(chains, "current_units", fake_current)
+    monkeypatch.setattr(chains, "run_unit", fake_run)
+    monkeypatch.setattr(chains, "record", lambda *a: None)
+    rc = chains.main(["--jobs", "1", "--queue", str(queue), "--logs", str(tmp_path / "logs")])
+    assert rc == 1  # "bad" failed
+    assert ran == [("a", ["run a"]), ("c", ["run c"]), ("d", ["run d"])]
+    assert calls == [
+        ("commands", ["a", "b", "c"]),
+        ("status", ["a", "b", "c"]),
+        ("commands", ["bad", "d"]),  # the new units in one batch; "bad" spoils it ...
+        ("commands", ["bad"]),  # ... so it is resolved alone and fails alone
+        ("commands", ["d"]),
+        ("status", ["d"]),
+    ]
+    out = capsys.readouterr()
+    assert "b: current, skipped" in out.out and "bad: FAILED: no stage pretrain@bad" in out.out
+
+
+def test_current_units_reads_dvc_status_json(monkeypatch):
+    """A unit is current when dvc status names none of its stages; a failing status raises, with its message."""
+    import subprocess
+
+    import pytest
+
+    out = '{"finetune@x": [{"changed deps": {}}], "uta_eval@uta-s1": []}'
+    monkeypatch.setattr(chains, "_dvc", lambda root, *a: subprocess.CompletedProcess(a, 0, out, ""))
+    assert chains.current_units(REPO, ["x", "y", "uta-s0", "uta-s1"]) == {"y", "uta-s0"}
+    assert chains.current(REPO, "y") and not chains.current(REPO, "x")
+    monkeypatch.setattr(chains, "_dvc", lambda root, *a: subprocess.CompletedProcess(a, 0, "", ""))
+    assert chains.current_units(REPO, ["x"]) == {"x"}  # nothing changed: dvc prints nothing or {}
+    fail = subprocess.CompletedProcess([], 255, "", "ERROR: bad stage name 'x'")
+    monkeypatch.setattr(chains, "_dvc", lambda root, *a: fail)
+    with pytest.raises(RuntimeError, match="dvc status failed .*bad stage name"):
+        chains.current_units(REPO, ["x"])
