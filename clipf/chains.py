@@ -7,8 +7,9 @@ cells at a time, and when all three of a cell's stages succeed records them with
 a time, retried while another DVC command holds the lock) and, with ``--git-commit``, commits the cell's
 small results (``runs/<cell>``, ``dvc.lock``) by path, so nothing else staged is swept in. A cell whose
 stages are already current (``dvc status``) is skipped; a failed cell is reported and the others go on.
-Units are resolved in batches: the first pick of units not seen yet loads the DVC index once and runs one
-``dvc status`` for all of them (each costs ~20-60 s on a 2-core machine, more than a tenth of a cell).
+The stage commands of every unit not seen yet are resolved in one batch (one DVC index load, ~20 s on a
+2-core machine); ``dvc status`` runs per unit when it is picked (it costs ~7 s a stage, so a batch would
+only make the first unit wait for all the others).
 
 It is orchestration only: no stage imports it, so it is no stage's code dependency. Do not edit a
 stage's code while chains run: ``dvc commit`` records the code as it is at commit time.
@@ -143,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     root = Path.cwd()
     lock, failed, taken = threading.Lock(), [], set()
     commands: dict[str, list[str]] = {}  # resolved units: their stage commands
-    recorded: set[str] = set()  # resolved units that were current when resolved
 
     def pick() -> str | None:
         with lock:
@@ -155,18 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         return None
 
     def resolve(unit: str) -> tuple[list[str], bool]:
-        """``unit``'s commands and whether it is current; resolves it with every other unit not seen yet."""
+        """``unit``'s commands (resolved with every other unit not seen yet) and whether it is current."""
         with lock:
             if unit not in commands:
                 units = list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
                 batch = [unit] + [u for u in dict.fromkeys(units) if u not in taken and u not in commands]
                 try:
-                    found = stage_commands(root, batch)
+                    commands.update(stage_commands(root, batch))
                 except ValueError:  # a bad unit in the queue: resolve this one alone, and fail only it
-                    found = stage_commands(root, [unit])
-                recorded.update(current_units(root, list(found)))
-                commands.update(found)
-            return commands[unit], unit in recorded
+                    commands.update(stage_commands(root, [unit]))
+            return commands[unit], current(root, unit)
 
     def worker() -> None:
         while (unit := pick()) is not None:

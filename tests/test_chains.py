@@ -54,7 +54,7 @@ def test_git_waits_out_another_commits_index_lock(tmp_path: Path):
 
 
 def test_units_are_resolved_in_one_batch_and_current_ones_skipped(tmp_path: Path, monkeypatch, capsys):
-    """One DVC index load and one status for every unit of the queue; current units are skipped, a unit
+    """One DVC index load for every unit of the queue, a status per unit; current units are skipped, a unit
     that is not in the plan fails alone, and a unit added to the queue later is resolved then."""
     queue = tmp_path / "q.txt"
     queue.write_text("a\nb\nc\n")
@@ -84,8 +84,10 @@ def test_units_are_resolved_in_one_batch_and_current_ones_skipped(tmp_path: Path
     assert rc == 1  # "bad" failed
     assert ran == [("a", ["run a"]), ("c", ["run c"]), ("d", ["run d"])]
     assert calls == [
-        ("commands", ["a", "b", "c"]),
-        ("status", ["a", "b", "c"]),
+        ("commands", ["a", "b", "c"]),  # one batch; status per unit, when it is picked
+        ("status", ["a"]),
+        ("status", ["b"]),
+        ("status", ["c"]),
         ("commands", ["bad", "d"]),  # the new units in one batch; "bad" spoils it ...
         ("commands", ["bad"]),  # ... so it is resolved alone and fails alone
         ("commands", ["d"]),
