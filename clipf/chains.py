@@ -9,7 +9,7 @@ small results (``runs/<cell>``, ``dvc.lock``) by path, so nothing else staged is
 stages are already current (``dvc status``) is skipped; a failed cell is reported and the others go on.
 The stage commands of every unit not seen yet are resolved in one batch (one DVC index load, ~20 s on a
 2-core machine); ``dvc status`` runs per unit when it is picked (it costs ~7 s a stage, so a batch would
-only make the first unit wait for all the others).
+only make the first unit wait for all the others), and only when ``dvc.lock`` records all its stages.
 
 It is orchestration only: no stage imports it, so it is no stage's code dependency. Do not edit a
 stage's code while chains run: ``dvc commit`` records the code as it is at commit time.
@@ -18,6 +18,8 @@ stage's code while chains run: ``dvc commit`` records the code as it is at commi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -67,8 +69,11 @@ def _dvc(root: Path, *args: str, tries: int = 120) -> subprocess.CompletedProces
 
 
 def current_units(root: Path, units: list[str]) -> set[str]:
-    """The units whose every stage is recorded and unchanged: one ``dvc status --json`` for all of them
-    (it names each stage that is not); a failed status raises with DVC's message."""
+    """The units whose every stage is recorded and unchanged: a unit with a stage missing from dvc.lock is
+    not; one ``dvc status --json`` for the rest (it names each stage that is not current); a failed status
+    raises with DVC's message."""
+    locked = locked_stages(root)  # a stage not in dvc.lock is not current: no status needed for its unit
+    units = [u for u in units if all(f"{p}@{u}" in locked for p in phases_of(u))]
     if not units:
         return set()
     proc = _dvc(root, "status", "--json", *[f"{p}@{u}" for u in units for p in phases_of(u)])
@@ -76,6 +81,20 @@ def current_units(root: Path, units: list[str]) -> set[str]:
         raise RuntimeError(f"dvc status failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     changed = set(json.loads(proc.stdout or "{}"))
     return {u for u in units if not any(f"{p}@{u}" in changed for p in phases_of(u))}
+
+
+def locked_stages(root: Path) -> set[str]:
+    """The stages recorded in ``root/dvc.lock`` (none without one)."""
+    import yaml
+
+    path = root / "dvc.lock"
+    if not path.exists():
+        return set()
+    return set(
+        (yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get(
+            "stages", {}
+        )
+    )
 
 
 def current(root: Path, unit: str) -> bool:
@@ -99,9 +118,23 @@ def run_unit(root: Path, unit: str, cmds: list[str], logs: Path) -> float:
     return time.monotonic() - start
 
 
+@contextlib.contextmanager
+def repo_lock(root: Path):
+    """An exclusive lock on ``root/.dvc/tmp/clipf-chains.lock``, held while a unit is recorded, so that the
+    chains of two processes never commit a ``dvc.lock`` that the other is writing."""
+    path = root / ".dvc" / "tmp" / "clipf-chains.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def record(root: Path, unit: str, seconds: float, git_commit: bool, lock: threading.Lock) -> None:
     """``dvc commit`` the unit's stages; with ``git_commit``, commit ``runs/<unit>`` and dvc.lock by path."""
-    with lock:
+    with lock, repo_lock(root):
         proc = _dvc(root, "commit", "-f", *[f"{p}@{unit}" for p in phases_of(unit)])
         if proc.returncode:
             raise RuntimeError(f"dvc commit of {unit} failed: {proc.stderr[-2000:]}")

@@ -97,19 +97,63 @@ def test_units_are_resolved_in_one_batch_and_current_ones_skipped(tmp_path: Path
     assert "b: current, skipped" in out.out and "bad: FAILED: no stage pretrain@bad" in out.out
 
 
-def test_current_units_reads_dvc_status_json(monkeypatch):
-    """A unit is current when dvc status names none of its stages; a failing status raises, with its message."""
+def test_current_units_reads_dvc_lock_and_dvc_status_json(tmp_path: Path, monkeypatch):
+    """A unit is current when dvc.lock records all its stages and dvc status names none of them; a unit
+    missing a stage from dvc.lock needs no status; a failing status raises, with its message."""
     import subprocess
 
     import pytest
+    import yaml
+
+    units = ["x", "y", "uta-s0", "uta-s1"]
+    stages = {f"{p}@{u}": {"cmd": "c"} for u in units for p in chains.phases_of(u)}
+    stages["pretrain@z"] = {"cmd": "c"}  # z has only one of its three stages recorded
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+    asked = []
+
+    def fake_dvc(out, rc=0, err=""):
+        def run(root, *args):
+            asked.append(args)
+            return subprocess.CompletedProcess(args, rc, out, err)
+
+        return run
 
     out = '{"finetune@x": [{"changed deps": {}}], "uta_eval@uta-s1": []}'
-    monkeypatch.setattr(chains, "_dvc", lambda root, *a: subprocess.CompletedProcess(a, 0, out, ""))
-    assert chains.current_units(REPO, ["x", "y", "uta-s0", "uta-s1"]) == {"y", "uta-s0"}
-    assert chains.current(REPO, "y") and not chains.current(REPO, "x")
-    monkeypatch.setattr(chains, "_dvc", lambda root, *a: subprocess.CompletedProcess(a, 0, "", ""))
-    assert chains.current_units(REPO, ["x"]) == {"x"}  # nothing changed: dvc prints nothing or {}
-    fail = subprocess.CompletedProcess([], 255, "", "ERROR: bad stage name 'x'")
-    monkeypatch.setattr(chains, "_dvc", lambda root, *a: fail)
+    monkeypatch.setattr(chains, "_dvc", fake_dvc(out))
+    assert chains.current_units(tmp_path, units + ["z", "w"]) == {"y", "uta-s0"}
+    assert not any("@z" in a or "@w" in a for a in asked[0])  # z and w: not in dvc.lock, no status
+    assert chains.current(tmp_path, "y") and not chains.current(tmp_path, "x")
+    assert not chains.current(tmp_path, "z") and len(asked) == 3  # no status for z
+    monkeypatch.setattr(chains, "_dvc", fake_dvc(""))
+    assert chains.current_units(tmp_path, ["x"]) == {"x"}  # nothing changed: dvc prints nothing or {}
+    monkeypatch.setattr(chains, "_dvc", fake_dvc("", 255, "ERROR: bad stage name 'x'"))
     with pytest.raises(RuntimeError, match="dvc status failed .*bad stage name"):
-        chains.current_units(REPO, ["x"])
+        chains.current_units(tmp_path, ["x"])
+    assert chains.current_units(tmp_path / "nowhere", ["x"]) == set()  # no dvc.lock: nothing is current
+
+
+def test_record_waits_for_another_process_recording(tmp_path: Path, monkeypatch):
+    """Two chains processes: a unit is recorded only while no other process holds the repository lock."""
+    import fcntl
+    import subprocess
+    import threading
+    import time
+
+    done = []
+
+    def fake_dvc(root, *args):
+        done.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(chains, "_dvc", fake_dvc)
+    path = tmp_path / ".dvc" / "tmp" / "clipf-chains.lock"
+    path.parent.mkdir(parents=True)
+    with open(path, "w") as other:  # another process is recording
+        fcntl.flock(other, fcntl.LOCK_EX)
+        worker = threading.Thread(target=chains.record, args=(tmp_path, "x", 60.0, False, threading.Lock()))
+        worker.start()
+        time.sleep(0.5)
+        assert done == []  # still waiting
+        fcntl.flock(other, fcntl.LOCK_UN)
+    worker.join(timeout=10)
+    assert done == [("commit", "-f", "pretrain@x", "finetune@x", "eval@x")]
