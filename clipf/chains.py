@@ -178,10 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     lock, failed, taken = threading.Lock(), [], set()
     commands: dict[str, list[str]] = {}  # resolved units: their stage commands
 
+    def queued() -> list[str]:
+        return list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
+
     def pick() -> str | None:
         with lock:
-            units = list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
-            for unit in units:
+            for unit in queued():
                 if unit not in taken:
                     taken.add(unit)
                     return unit
@@ -191,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         """``unit``'s commands (resolved with every other unit not seen yet) and whether it is current."""
         with lock:
             if unit not in commands:
-                units = list(args.units) + (read_queue(Path(args.queue)) if args.queue else [])
-                batch = [unit] + [u for u in dict.fromkeys(units) if u not in taken and u not in commands]
+                batch = [unit] + [u for u in dict.fromkeys(queued()) if u not in taken and u not in commands]
                 try:
                     commands.update(stage_commands(root, batch))
                 except ValueError:  # a bad unit in the queue: resolve this one alone, and fail only it
