@@ -11,6 +11,11 @@ The stage commands of every unit not seen yet are resolved in one batch (one DVC
 2-core machine); ``dvc status`` runs per unit when it is picked (it costs ~7 s a stage, so a batch would
 only make the first unit wait for all the others), and only when ``dvc.lock`` records all its stages.
 
+On a fresh clone the recorded units' checkpoints and exports are absent (DVC outputs; without a DVC remote
+nothing restores them), so ``dvc status`` calls every recorded unit changed and the chains would retrain it, as
+``dvc repro`` would. ``--skip-recorded`` skips a unit whose stages ``dvc.lock`` records, with no status: the way
+to finish a study on a new machine (the world is rebuilt first: ``dvc repro -s data@W freq@W``).
+
 It is orchestration only: no stage imports it, so it is no stage's code dependency. Do not edit a
 stage's code while chains run: ``dvc commit`` records the code as it is at commit time.
 """
@@ -97,6 +102,12 @@ def locked_stages(root: Path) -> set[str]:
     )
 
 
+def recorded(root: Path, unit: str) -> bool:
+    """``dvc.lock`` records every stage of ``unit`` (whether or not its outputs are here)."""
+    locked = locked_stages(root)
+    return all(f"{p}@{unit}" in locked for p in phases_of(unit))
+
+
 def current(root: Path, unit: str) -> bool:
     """Every stage of ``unit`` is recorded and unchanged (``dvc status`` says nothing of them)."""
     return unit in current_units(root, [unit])
@@ -173,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="units run at once (default 2)")
     parser.add_argument("--git-commit", action="store_true", help="git commit each recorded unit by path")
     parser.add_argument("--logs", default="build/chains", help="one log per unit (default build/chains)")
+    parser.add_argument(
+        "--skip-recorded",
+        action="store_true",
+        help="skip a unit that dvc.lock records, with no dvc status (a fresh clone, whose recorded units' "
+        "outputs are absent: without it they are retrained)",
+    )
     args = parser.parse_args(argv)
     root = Path.cwd()
     lock, failed, taken = threading.Lock(), [], set()
@@ -189,8 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                     return unit
         return None
 
-    def resolve(unit: str) -> tuple[list[str], bool]:
-        """``unit``'s commands (resolved with every other unit not seen yet) and whether it is current."""
+    def resolve(unit: str) -> tuple[list[str], str]:
+        """``unit``'s commands (resolved with every other unit not seen yet) and why it is skipped: "current",
+        "recorded" (``--skip-recorded``), or "" (it runs)."""
         with lock:
             if unit not in commands:
                 batch = [unit] + [u for u in dict.fromkeys(queued()) if u not in taken and u not in commands]
@@ -198,14 +216,16 @@ def main(argv: list[str] | None = None) -> int:
                     commands.update(stage_commands(root, batch))
                 except ValueError:  # a bad unit in the queue: resolve this one alone, and fail only it
                     commands.update(stage_commands(root, [unit]))
-            return commands[unit], current(root, unit)
+            if args.skip_recorded and recorded(root, unit):
+                return commands[unit], "recorded"
+            return commands[unit], "current" if current(root, unit) else ""
 
     def worker() -> None:
         while (unit := pick()) is not None:
             try:
-                cmds, done = resolve(unit)
-                if done:
-                    print(f"{unit}: current, skipped", flush=True)
+                cmds, skip = resolve(unit)
+                if skip:
+                    print(f"{unit}: {skip}, skipped", flush=True)
                     continue
                 print(f"{unit}: started {time.strftime('%H:%M:%S')}", flush=True)
                 seconds = run_unit(root, unit, cmds, Path(args.logs))

@@ -97,6 +97,30 @@ def test_units_are_resolved_in_one_batch_and_current_ones_skipped(tmp_path: Path
     assert "b: current, skipped" in out.out and "bad: FAILED: no stage pretrain@bad" in out.out
 
 
+def test_skip_recorded_skips_what_dvc_lock_records_without_a_status(tmp_path: Path, monkeypatch, capsys):
+    """On a fresh clone a recorded unit's outputs are absent, so dvc status calls it changed and it is retrained;
+    ``--skip-recorded`` skips every unit whose stages dvc.lock records (no status asked), and runs the rest."""
+    import yaml
+
+    stages = {f"{p}@{u}": {"cmd": "c"} for u in ("a", "uta-s0") for p in chains.phases_of(u)}
+    stages["pretrain@b"] = {"cmd": "c"}  # b: one of its three stages recorded, so it is not
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+    monkeypatch.chdir(tmp_path)
+    asked, ran = [], []
+    monkeypatch.setattr(chains, "stage_commands", lambda root, units: {u: [f"run {u}"] for u in units})
+    monkeypatch.setattr(chains, "current_units", lambda root, units: asked.extend(units) or set())
+    monkeypatch.setattr(chains, "run_unit", lambda root, unit, cmds, logs: ran.append(unit) or 60.0)
+    monkeypatch.setattr(chains, "record", lambda *a: None)
+    units = ["a", "b", "uta-s0", "c"]
+    assert chains.main(["--jobs", "1", "--skip-recorded", "--logs", str(tmp_path / "logs"), *units]) == 0
+    assert ran == ["b", "c"] and asked == ["b", "c"]
+    out = capsys.readouterr().out
+    assert "a: recorded, skipped" in out and "uta-s0: recorded, skipped" in out
+    asked.clear(), ran.clear()  # without the flag: DVC's reading, every unit asked and (here) run
+    assert chains.main(["--jobs", "1", "--logs", str(tmp_path / "logs"), *units]) == 0
+    assert ran == units and asked == units
+
+
 def test_current_units_reads_dvc_lock_and_dvc_status_json(tmp_path: Path, monkeypatch):
     """A unit is current when dvc.lock records all its stages and dvc status names none of them; a unit
     missing a stage from dvc.lock needs no status; a failing status raises, with its message."""
