@@ -220,6 +220,12 @@ def expand_grid(
         extra_cells.append(ex)
 
     worlds = [check_world_name(f"{where}.worlds", w) for w in g["worlds"]] or [None]
+    for i, ex in enumerate(extra_cells):
+        if "world" in ex and ex["world"] not in worlds:
+            raise ProfileError(
+                f"{where}.extra[{i}]: world {ex['world']!r} is not in the grid's worlds "
+                f"({', '.join(w for w in worlds if w) or 'none'})"
+            )
     cells: dict[str, dict] = {}
 
     def add(cell: dict, origin: str) -> None:

@@ -565,7 +565,8 @@ def tool(name: str) -> str:
 
 
 PROFILE_ROOTS = Path("build/profiles")  # where profiles other than the committed one run
-SCAFFOLD = ("dvc.yaml", "params.yaml", ".dvcignore", "notebooks", "clipf")  # what a profile root copies
+# what a profile root copies: everything dvc.yaml reads that no stage makes (docs: the predictions' checks)
+SCAFFOLD = ("dvc.yaml", "params.yaml", ".dvcignore", "notebooks", "clipf", "docs")
 
 
 def profile_root(root: Path, profile: str | None, here: bool = False) -> Path:
@@ -580,7 +581,7 @@ def profile_root(root: Path, profile: str | None, here: bool = False) -> Path:
 
 def scaffold(root: Path, dest: Path) -> Path:
     """Make or refresh ``dest`` as a DVC project running ``root``'s pipeline: a copy of the code,
-    notebooks, dvc.yaml and params.yaml (``SCAFFOLD``; its own live plan, lock and outputs are kept),
+    notebooks, docs, dvc.yaml and params.yaml (``SCAFFOLD``; its own live plan, lock and outputs are kept),
     ``root``'s DVC cache as its cache."""
     dest.mkdir(parents=True, exist_ok=True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
@@ -608,6 +609,7 @@ def run_study(
 ) -> int:
     """Plan ``profile`` and ``dvc repro`` it in its root (:func:`profile_root`); print its main tables."""
     top = repo_root()
+    profiles.resolve(profiles.load(top / "params.yaml"), profile)  # an unknown profile: no folder made
     root = profile_root(top, profile, here)
     if root != top:
         scaffold(top, root)

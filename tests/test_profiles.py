@@ -252,11 +252,6 @@ def test_grid_over_two_worlds_names_and_tags_cells_per_world():
     assert list(one) == concepts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="clipf/profiles.py expand_grid: an extra cell whose world is not in grid.worlds is dropped "
-    "silently (every other unknown grid value is a ProfileError)",
-)
 def test_an_extra_cell_of_an_unknown_world_is_named():
     grid = {
         "worlds": ["shapes", "concepts"],
@@ -264,8 +259,24 @@ def test_an_extra_cell_of_an_unknown_world_is_named():
         "text_tokens": [8],
         "extra": [{"masker": "truncate", "text_tokens": 4, "world": "concept"}],
     }
-    with pytest.raises(P.ProfileError, match="concept"):
+    with pytest.raises(P.ProfileError, match=r"extra\[0\]: world 'concept' is not in the grid's worlds"):
         P.expand_grid(grid, 6e-6)
+    with pytest.raises(P.ProfileError, match="world 'shapes' is not in the grid's worlds \\(none\\)"):
+        P.expand_grid({**grid, "worlds": [], "extra": [{**grid["extra"][0], "world": "shapes"}]}, 6e-6)
+    # an extra cell without a world is one cell in every world; one with a world of the grid, one cell
+    ok = {
+        **grid,
+        "extra": [
+            {"masker": "truncate", "text_tokens": 4},
+            {"masker": "random", "text_tokens": 4, "world": "shapes"},
+        ],
+    }
+    names = list(P.expand_grid(ok, 6e-6))
+    assert sorted(n for n in names if "truncate-k4" in n) == [
+        "concepts-truncate-k4-m75-s0",
+        "shapes-truncate-k4-m75-s0",
+    ]
+    assert [n for n in names if "random-k4" in n] == ["shapes-random-k4-m75-s0"]
 
 
 def test_live_worlds_section_and_report_dataset_per_world():
