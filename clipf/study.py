@@ -331,10 +331,11 @@ def planned_rows(tidy, cells: Mapping):
 # ---------------------------------------------------------------- the UTA stages (06_uta, uta_eval)
 
 
-def uta_teacher(cfg: Mapping, runs: str | Path = "runs", seed: int = 0) -> Path:
-    """The study's unmasked CLIP baseline run (``clip`` baseline cell: 32 text tokens, no image mask)."""
+def uta_teacher(cfg: Mapping, runs: str | Path = "runs", seed: int = 0, world: str | None = None) -> Path:
+    """The study's unmasked CLIP baseline run (``clip`` baseline cell: 32 text tokens, no image mask) of
+    ``world`` (``concepts-truncate-k32-m0-s0``; no world: a run outside a study plan)."""
     k = int(cfg.get("grid", {}).get("full_text_tokens", FULL_CONTEXT))
-    return Path(runs) / profiles.cell_name("truncate", k, 0.0, seed)
+    return Path(runs) / profiles.cell_name("truncate", k, 0.0, seed, world=world)
 
 
 def uta_argv(
@@ -404,7 +405,8 @@ def uta_run(
         )
     name = profiles.uta_cell_name(seed)
     item = (cfg.get("uta_cells") or {}).get(name) or {}
-    clip_run = Path(runs) / item["baseline"] if item.get("baseline") else uta_teacher(cfg, runs, seed)
+    world = item.get("world") or u.get("world")
+    clip_run = Path(runs) / item["baseline"] if item.get("baseline") else uta_teacher(cfg, runs, seed, world)
     teacher_run = Path(runs) / item["teacher"] if item.get("teacher") else clip_run
     teacher = str(teacher or teacher_run / "pretrain" / "export")
     baseline = Path(baseline or clip_run / "pretrain")
@@ -580,9 +582,9 @@ def profile_root(root: Path, profile: str | None, here: bool = False) -> Path:
 
 
 def scaffold(root: Path, dest: Path) -> Path:
-    """Make or refresh ``dest`` as a DVC project running ``root``'s pipeline: a copy of the code,
-    notebooks, docs, dvc.yaml and params.yaml (``SCAFFOLD``; its own live plan, lock and outputs are kept),
-    ``root``'s DVC cache as its cache."""
+    """Make or refresh ``dest`` as a DVC project running ``root``'s pipeline: a fresh copy of ``SCAFFOLD``
+    (code, notebooks, docs, dvc.yaml and params.yaml: :func:`run_study` then writes the profile's live plan
+    into that params.yaml), ``root``'s DVC cache as its cache; ``dest``'s dvc.lock and outputs are kept."""
     dest.mkdir(parents=True, exist_ok=True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
     for name in SCAFFOLD:

@@ -445,6 +445,9 @@ def test_teacher_specs(world, tmp_path):
     t = uta.resolve_teacher("clipf-vit-micro", str(ckpt))
     assert t.load() is not None and t.pretrained == str(ckpt)
     assert study.uta_teacher({"grid": {"full_text_tokens": 32}}) == Path("runs/truncate-k32-m0-s0")
+    # a world's student falls back to that world's CLIP cell, not to a world-less run no plan makes
+    got = study.uta_teacher({"grid": {"full_text_tokens": 32}}, seed=1, world="concepts")
+    assert got == Path("runs/concepts-truncate-k32-m0-s1")
 
 
 # =========================================================================== bad input
