@@ -368,6 +368,21 @@ def test_kill_and_resume(world, tmp_path):
     assert steps[0] == steps[1] == {3 * 40}
 
 
+def test_a_run_puts_the_loggers_levels_back(world, tmp_path):
+    """open_clip_train's setup_logging sets every logger to INFO for the run; after it the levels are what
+    they were, so torch does not print its TorchDynamo / FakeTensor statistics when the process exits."""
+    import logging
+
+    from clipf import train
+
+    names = ["torch._dynamo", "torch._subclasses.fake_tensor", "clipf.test.quiet"]
+    logging.getLogger("clipf.test.quiet").setLevel(logging.ERROR)
+    before = [logging.getLogger(n).level for n in names] + [logging.root.level]
+    assert train.main(base_args(world, tmp_path, "quiet")) == 0
+    assert [logging.getLogger(n).level for n in names] + [logging.root.level] == before
+    assert not logging.getLogger("torch._dynamo").isEnabledFor(logging.INFO)
+
+
 def test_atomic_save_never_leaves_a_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "epoch_1.pt"
     files.atomic_save({"a": torch.ones(3)}, str(target))

@@ -682,8 +682,13 @@ class Run:
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """For the length of one run: the upstream patches (:func:`clipf.upstream.patched` ``"train"``),
-        the progress filter on the root logger, the skip-counter environment; all put back after."""
+        the progress filter on the root logger, the skip-counter environment; all put back after, with
+        the loggers' levels (open_clip_train's setup_logging sets every logger to INFO, torch's included,
+        which then prints its TorchDynamo / FakeTensor statistics when the process exits)."""
         handlers = list(logging.root.handlers)
+        manager = logging.root.manager
+        levels = {n: getattr(lg, "level", logging.NOTSET) for n, lg in manager.loggerDict.items()}
+        root_level = logging.root.level
         progress = Progress(self)
         logging.root.addFilter(progress)
         env = {k: os.environ.get(k) for k in (SKIP_DIR_ENV, SKIP_RANK_ENV)}
@@ -697,6 +702,10 @@ class Run:
                 if h not in handlers:  # open_clip_train's setup_logging adds a pair per call
                     logging.root.removeHandler(h)
                     h.close()
+            logging.root.setLevel(root_level)
+            for name, level in levels.items():
+                if isinstance(manager.loggerDict.get(name), logging.Logger):
+                    manager.loggerDict[name].setLevel(level)
             for k, v in env.items():
                 if v is None:
                     os.environ.pop(k, None)
