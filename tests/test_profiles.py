@@ -247,8 +247,11 @@ def test_grid_over_two_worlds_names_and_tags_cells_per_world():
     plain = P.expand_grid({**grid, "worlds": [], "extra": grid["extra"][2:]}, 6e-6)
     assert [f"shapes-{k}" for k in plain] == [k for k in shapes if "-random-" not in k]
     assert all("world" not in c for c in plain.values())
-    # one world: as two, less the other's cells
-    one = P.expand_grid({**grid, "worlds": ["concepts"]}, 6e-6)
+    # one world: as two, less the other's cells; an extra cell left naming the other world is an error
+    with pytest.raises(P.ProfileError, match=r"extra\[1\]: world 'shapes' is not in the grid's worlds"):
+        P.expand_grid({**grid, "worlds": ["concepts"]}, 6e-6)
+    mine = [ex for ex in grid["extra"] if ex.get("world") != "shapes"]
+    one = P.expand_grid({**grid, "worlds": ["concepts"], "extra": mine}, 6e-6)
     assert list(one) == concepts
 
 
