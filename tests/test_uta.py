@@ -875,3 +875,53 @@ def test_report_table_and_figures(uta_run, world, tmp_path):
         {"uta": {}, "uta_cells": {}}, tidy_csv, tmp_path / "e" / "uta.csv", tmp_path / "e" / "fig", runs
     )
     assert pd.read_csv(empty["table"]).empty and (tmp_path / "e" / "fig" / "loss_curves.png").is_file()
+
+
+def test_report_compute_without_the_teacher_export(uta_run, world, tmp_path):
+    """A fresh clone has no teacher export (a DVC output), so a student's FLOPs cannot be counted again:
+    the report takes them from the compute match its ``uta`` stage recorded (RUN/compute.json) and gives
+    the same numbers; a student without that record has none ("–"), not a wrong one."""
+    import shutil
+
+    import pandas as pd
+
+    from clipf.objectives.uta import match_compute
+
+    runs = tmp_path / "runs"
+    fake_clip_phase(runs / "clip-s0" / "pretrain", epochs=2)
+    cells = {}
+    for name in ("uta-s0", "uta-s1"):
+        shutil.copytree(uta_run, runs / name / "pretrain")
+        cells[name] = {"seed": int(name[-1]), "teacher": "clip-s0", "baseline": "clip-s0"}
+    tidy = pd.DataFrame(
+        [
+            dict(run=r, seed=0, checkpoint="pretrain", dataset="wds/a", task="zeroshot_classification",
+                 metric="acc1", value=0.3)
+            for r in ("clip-s0", "uta-s0", "uta-s1")
+        ]
+    )  # fmt: skip
+
+    def uta_compute(table):
+        r = table[(table.system == "uta") & (table.phase == "pretrain")].iloc[0]
+        return [r.epochs, r.train_gflops, r.compute_vs_clip]
+
+    with_export = uta_compute(uta_report.report_table(tidy, {"uta-s0": cells["uta-s0"]}, runs))
+    assert with_export[1] > 0
+    u = read_json(uta_run / "clipf.json")["uta"]
+    record = match_compute(
+        runs / "clip-s0" / "pretrain", u["teacher"]["source"], "clipf-vit-micro", 64, epochs=2
+    )
+    (runs / "uta-s0" / "compute.json").write_text(json.dumps(record))
+    for name in cells:  # the teacher's export is gone
+        cfg = read_json(runs / name / "pretrain" / "clipf.json")
+        cfg["uta"]["teacher"] = {"spec": "gone/export", "source": str(tmp_path / "gone" / "export")}
+        (runs / name / "pretrain" / "clipf.json").write_text(json.dumps(cfg))
+    with pytest.raises((FileNotFoundError, KeyError, ValueError)):
+        from clipf.objectives.uta import phase_compute
+
+        phase_compute(runs / "uta-s0" / "pretrain")
+    without = uta_compute(uta_report.report_table(tidy, {"uta-s0": cells["uta-s0"]}, runs))
+    assert without == pytest.approx(with_export)
+    none = uta_report.report_table(tidy, {"uta-s1": cells["uta-s1"]}, runs)  # no compute.json
+    r = none[(none.system == "uta") & (none.phase == "pretrain")].iloc[0]
+    assert np.isnan(r.train_gflops) and np.isnan(r.compute_vs_clip)

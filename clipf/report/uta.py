@@ -9,7 +9,6 @@ the UTA objective (:mod:`clipf.objectives.uta`), imported where used.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -137,8 +136,10 @@ def report_table(tidy, uta_cells: Mapping[str, Mapping[str, Any]], runs: str | o
     rows = _with_means(rows)
     compute = {}
     for run in roles.run.unique():
-        with contextlib.suppress(FileNotFoundError, KeyError, ValueError, UsageError):
+        try:
             compute[run] = phase_compute(Path(runs) / run / "pretrain")
+        except (FileNotFoundError, KeyError, ValueError, UsageError):
+            compute[run] = recorded_compute(Path(runs) / run)  # e.g. the teacher's export is not here
     comp = roles.assign(
         epochs=roles.run.map(lambda r: compute.get(r, {}).get("epochs")),
         samples_seen=roles.run.map(lambda r: compute.get(r, {}).get("samples")),
@@ -164,6 +165,26 @@ def report_table(tidy, uta_cells: Mapping[str, Mapping[str, Any]], runs: str | o
         key=lambda c: c.map(order) if c.name in ("system", "phase") else c,
     )
     return out[REPORT_COLUMNS].reset_index(drop=True)
+
+
+def recorded_compute(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A UTA student's pre-training compute as its ``uta`` stage recorded it (``RUN/compute.json``, the
+    compute match, and ``RUN/pretrain/metrics.json``), for where :func:`phase_compute` cannot count it again:
+    its FLOPs need the teacher's export, a DVC output a fresh clone does not have. ``{}`` without it."""
+    run_dir = Path(run_dir)
+    path = run_dir / "compute.json"
+    if not path.is_file():
+        return {}
+    u = json.loads(path.read_text()).get("uta") or {}
+    metrics = run_dir / "pretrain" / "metrics.json"
+    records = json.loads(metrics.read_text()) if metrics.is_file() else []
+    last = records[-1] if records else {}
+    return {
+        "epochs": int(last.get("epoch") or u["epochs"]),
+        "samples": int(last.get("samples_seen") or u["samples"]),
+        "flops": u["flops_per_sample"] * int(last.get("samples_seen") or u["samples"]),
+        "train_seconds": last.get("train_seconds_total"),
+    }
 
 
 def report_summary(table):
