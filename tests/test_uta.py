@@ -885,7 +885,7 @@ def test_report_compute_without_the_teacher_export(uta_run, world, tmp_path):
 
     import pandas as pd
 
-    from clipf.objectives.uta import match_compute
+    from clipf.objectives.uta import match_compute, phase_compute
 
     runs = tmp_path / "runs"
     fake_clip_phase(runs / "clip-s0" / "pretrain", epochs=2)
@@ -917,8 +917,6 @@ def test_report_compute_without_the_teacher_export(uta_run, world, tmp_path):
         cfg["uta"]["teacher"] = {"spec": "gone/export", "source": str(tmp_path / "gone" / "export")}
         (runs / name / "pretrain" / "clipf.json").write_text(json.dumps(cfg))
     with pytest.raises((FileNotFoundError, KeyError, ValueError)):
-        from clipf.objectives.uta import phase_compute
-
         phase_compute(runs / "uta-s0" / "pretrain")
     without = uta_compute(uta_report.report_table(tidy, {"uta-s0": cells["uta-s0"]}, runs))
     assert without == pytest.approx(with_export)
