@@ -78,7 +78,7 @@ def current_units(root: Path, units: list[str]) -> set[str]:
     not; one ``dvc status --json`` for the rest (it names each stage that is not current); a failed status
     raises with DVC's message."""
     locked = locked_stages(root)  # a stage not in dvc.lock is not current: no status needed for its unit
-    units = [u for u in units if all(f"{p}@{u}" in locked for p in phases_of(u))]
+    units = [u for u in units if recorded(locked, u)]
     if not units:
         return set()
     proc = _dvc(root, "status", "--json", *[f"{p}@{u}" for u in units for p in phases_of(u)])
